@@ -1,0 +1,1 @@
+"""The admin listener: health and readiness now; the admin API and /metrics later."""

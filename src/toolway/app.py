@@ -1,0 +1,236 @@
+"""Composition root: config -> components -> ASGI apps, and the process's lifetime.
+
+Start-up: store, connection manager (first connect attempts, bounded), listeners.
+Shutdown, in named phases: stop accepting -> drain in-flight calls (bounded by
+`shutdown.drain_seconds`) -> close upstreams (stdio children get SIGTERM, then
+SIGKILL) -> flush the registry and close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import uvicorn
+
+from toolway.admin.app import AdminApp
+from toolway.clock import Clock, MonotonicClock
+from toolway.config.model import GatewayConfig
+from toolway.ingress.security import HostOriginCheck
+from toolway.ingress.streamable_http import StreamableHttpIngress
+from toolway.observability import logging as tw_logging
+from toolway.pipeline.chain import build_chain
+from toolway.protocol.layer import ProtocolLayer
+from toolway.registry.recorder import RegistryRecorder
+from toolway.registry.store import Store, StoreError
+from toolway.router.cursors import CursorCodec
+from toolway.router.router import Router
+from toolway.sessions.downstream import SessionTable
+from toolway.sessions.manager import ConnectionManager
+
+log = structlog.get_logger("toolway")
+
+_KNOWN_CAPABILITIES = ("tools", "prompts", "resources", "completions")
+
+
+class StartupError(Exception):
+    """The gateway cannot start: the message says why (port in use, store unusable)."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    url: str  # the agent-facing MCP endpoint
+    admin_url: str | None
+
+
+class Gateway:
+    """Every component, wired once. `async with` owns their lifetimes."""
+
+    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or MonotonicClock()
+        self.manager = ConnectionManager(config, clock=self.clock)
+        self.router = Router(
+            self.manager, page_size=config.limits.page_size, cursors=CursorCodec(config.cursor_secret)
+        )
+        self.sessions = SessionTable(
+            self.clock, max_sessions=config.limits.max_sessions, idle_seconds=config.limits.session_idle_seconds
+        )
+        self.layer = ProtocolLayer(build_chain(self.router), self.sessions, self.capabilities)
+        self.app = StreamableHttpIngress(
+            self.layer,
+            security=HostOriginCheck(config.security.allowed_hosts, config.security.allowed_origins),
+            max_body_bytes=config.limits.max_body_bytes,
+            server_names=[s.name for s in config.servers if s.enabled],
+        )
+        self.accepting = False
+        self.admin_app = AdminApp(self.manager, lambda: self.accepting)
+        self._store: Store | None = None
+        self._recorder: RegistryRecorder | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
+
+    def capabilities(self, scope: str | None) -> dict[str, Any]:
+        """What the gateway offers: everything it can route, or one server's own on its endpoint."""
+        if scope is None:
+            return {
+                "tools": {"listChanged": False},
+                "prompts": {"listChanged": False},
+                "resources": {"subscribe": False, "listChanged": False},
+                "completions": {},
+            }
+        conn = self.manager.get(scope)
+        upstream = conn.negotiated.capabilities if conn is not None and conn.negotiated is not None else {}
+        caps: dict[str, Any] = {}
+        for key in _KNOWN_CAPABILITIES:
+            if key in upstream:
+                caps[key] = {"listChanged": False, "subscribe": False} if key == "resources" else {}
+                if key in ("tools", "prompts"):
+                    caps[key] = {"listChanged": False}
+        return caps
+
+    async def __aenter__(self) -> Gateway:
+        try:
+            self._store = await Store.open(self.config.store)
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+        self._recorder = RegistryRecorder(self._store)
+        self.manager.subscribe(self._recorder.on_change)
+        self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
+        await self.manager.__aenter__()
+        connect = max((s.timeouts.connect for s in self.config.servers), default=0.0)
+        await self.manager.wait_settled(connect + 1.0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.accepting = False
+        log.info("shutdown: closing upstream connections")
+        await self.manager.__aexit__(None, None, None)
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder_task
+        if self._recorder is not None:
+            await self._recorder.flush()
+        if self._store is not None:
+            await self._store.close()
+
+
+class _Listener(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway handles signals once for all listeners."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this: no Nagle delay on small JSON-RPC answers.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(sock: socket.socket, path: str) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
+def _listener(app: Any, drain: float) -> _Listener:
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        timeout_graceful_shutdown=max(drain, 0.1),
+    )
+    return _Listener(config)
+
+
+@contextlib.asynccontextmanager
+async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+    """Start the gateway and its listeners; on exit, shut down in phases.
+
+    Raises:
+        StartupError: a port cannot be bound or the store cannot be opened.
+    """
+    sockets = [_bind(config.listen.host, config.listen.port)]
+    if config.admin.enabled:
+        try:
+            sockets.append(_bind(config.admin.host, config.admin.port))
+        except StartupError:
+            sockets[0].close()
+            raise
+    async with Gateway(config, clock=clock) as gateway:
+        drain = config.shutdown.drain_seconds
+        listeners = [_listener(gateway.app, drain)]
+        if config.admin.enabled:
+            listeners.append(_listener(gateway.admin_app, 1.0))
+        tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
+        while not all(lst.started for lst in listeners):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        endpoints = Endpoints(_url(sockets[0], "/mcp"), _url(sockets[1], "") if len(sockets) > 1 else None)
+        gateway.accepting = True
+        try:
+            yield gateway, endpoints
+        finally:
+            gateway.accepting = False
+            log.info("shutdown: stop accepting; draining in-flight calls", drain_seconds=drain)
+            for lst in listeners:
+                lst.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run(config: GatewayConfig, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config) as (gateway, endpoints):
+        log.info("gateway ready", url=endpoints.url, admin=endpoints.admin_url, servers=len(config.servers))
+        if on_ready is not None:
+            on_ready(endpoints)
+        await stop.wait()
+        log.info("shutdown: signal received")
+
+
+def serve(config: GatewayConfig) -> int:
+    """The `toolway serve` command's body. Returns the process exit code."""
+    tw_logging.configure(config.logging.level, config.logging.format)
+
+    def announce(endpoints: Endpoints) -> None:
+        print(f"Toolway is ready: point your MCP client at {endpoints.url}", flush=True)
+
+    try:
+        asyncio.run(run(config, on_ready=announce), loop_factory=_loop_factory())
+    except StartupError as exc:
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

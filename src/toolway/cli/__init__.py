@@ -1,0 +1,1 @@
+"""The ``toolway`` command line."""

@@ -1,0 +1,148 @@
+"""The declarative config file, as pydantic models.
+
+Unknown keys are errors everywhere (``extra="forbid"``), so a typo never silently
+turns into a default. Models are frozen: the loaded config is the runtime form the
+gateway reads; nothing mutates it after start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
+# The separator between a server's namespace and a tool or prompt name. Server names
+# may contain single underscores; a double underscore would make names ambiguous.
+NAMESPACE_SEPARATOR = "__"
+
+UpstreamEra = Literal["auto", "2026-07-28", "handshake"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Admin(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+    enabled: bool = True
+
+
+class Timeouts(_Model):
+    """Per-phase upstream deadlines in seconds (connect covers the probe/handshake)."""
+
+    connect: float = Field(default=10.0, gt=0)
+    call: float = Field(default=30.0, gt=0)
+
+
+class Reconnect(_Model):
+    """Back-off between attempts to reach a server that is down: doubles up to `max`."""
+
+    initial: float = Field(default=0.5, gt=0)
+    max: float = Field(default=30.0, gt=0)
+
+
+class _ServerBase(_Model):
+    name: str = Field(pattern=SERVER_NAME_PATTERN, max_length=64)
+    enabled: bool = True
+    timeouts: Timeouts = Timeouts()
+    reconnect: Reconnect = Reconnect()
+    # Which era to speak upstream: probe `server/discover` and fall back to
+    # `initialize` ("auto"), or pin one.
+    era: UpstreamEra = "auto"
+
+    @field_validator("name")
+    @classmethod
+    def _no_double_underscore(cls, value: str) -> str:
+        if NAMESPACE_SEPARATOR in value:
+            raise ValueError(f"must not contain {NAMESPACE_SEPARATOR!r}: it separates server and tool names")
+        return value
+
+
+class StdioServerConfig(_ServerBase):
+    transport: Literal["stdio"]
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = {}
+    cwd: str | None = None
+
+
+class HttpServerConfig(_ServerBase):
+    transport: Literal["streamable-http"]
+    url: str
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+ServerConfig = Annotated[StdioServerConfig | HttpServerConfig, Field(discriminator="transport")]
+
+
+class Limits(_Model):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Handshake-era sessions kept at once, and how long an idle one lives.
+    max_sessions: int = Field(default=10_000, gt=0)
+    session_idle_seconds: float = Field(default=3600.0, gt=0)
+    # Items per page of the gateway's merged lists.
+    page_size: int = Field(default=200, gt=0, le=10_000)
+
+
+class Security(_Model):
+    """DNS-rebinding protection: which Host and Origin values the agent port accepts.
+
+    Entries are host names without ports (``localhost``) or ``*`` for any.
+    """
+
+    allowed_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
+    allowed_origins: list[str] = ["localhost", "127.0.0.1", "::1"]
+
+
+class Logging(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Shutdown(_Model):
+    drain_seconds: float = Field(default=10.0, ge=0)
+
+
+class GatewayConfig(_Model):
+    listen: Listen = Listen()
+    admin: Admin = Admin()
+    store: str = "sqlite:///./toolway.db"
+    servers: list[ServerConfig] = []
+    limits: Limits = Limits()
+    security: Security = Security()
+    logging: Logging = Logging()
+    shutdown: Shutdown = Shutdown()
+    # Key for signing pagination cursors. Unset: a random key per process.
+    cursor_secret: str | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "sqlite+aiosqlite:///", "postgresql://", "postgresql+")):
+            raise ValueError("must be a sqlite:///PATH or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for server in self.servers:
+            if server.name in seen:
+                raise ValueError(f"server name {server.name!r} is used more than once")
+            seen.add(server.name)
+        return self
+
+    def server(self, name: str) -> StdioServerConfig | HttpServerConfig | None:
+        return next((s for s in self.servers if s.name == name), None)

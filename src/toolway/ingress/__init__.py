@@ -1,0 +1,1 @@
+"""Agent-facing adapters: bytes in, messages to the protocol layer, bytes out."""

@@ -1,0 +1,1 @@
+"""Logs now; metrics, traces and audit subscribe to the same events later."""

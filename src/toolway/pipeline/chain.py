@@ -1,0 +1,34 @@
+"""The order of the filter chain, stated once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from toolway.pipeline.context import Call, Filter, Handler
+from toolway.pipeline.request_log import RequestLog
+
+
+def compose(filters: Sequence[Filter], terminal: Handler) -> Handler:
+    """Nest filters so the first one listed sees the call first and the result last."""
+    handler = terminal
+    for stage in reversed(filters):
+        handler = partial(_stage, stage, handler)
+    return handler
+
+
+async def _stage(stage: Filter, next_: Handler, call: Call) -> dict:  # type: ignore[type-arg]
+    return await stage(call, next_)
+
+
+def build_chain(router: Handler) -> Handler:
+    """The gateway's chain. Order matters:
+
+    1. RequestLog first, so its one line per call covers every later stage,
+       including calls that a later filter refuses.
+    (Authentication, policy, rate limits and caching slot in here, in that order,
+    as they arrive: authentication before rate limiting, so buckets are per principal.)
+    2. The router last: it is the terminal stage that reaches the upstreams.
+    """
+    filters: list[Filter] = [RequestLog()]
+    return compose(filters, router)

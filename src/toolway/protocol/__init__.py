@@ -1,0 +1,1 @@
+"""The MCP protocol layer: JSON-RPC envelope, versions and eras, errors, header checks."""

@@ -1,0 +1,149 @@
+"""One exception tree for everything that becomes a JSON-RPC error, and the one mapping.
+
+Exceptions are named after the state they report. `to_error` is the only place that
+turns them into a JSON-RPC error object and an HTTP status.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+UPSTREAM_UNAVAILABLE: Final = -32000  # "connection closed" in the SDKs' server-error range
+REQUEST_TIMEOUT: Final = -32001
+HEADER_MISMATCH: Final = -32020
+MISSING_CLIENT_CAPABILITY: Final = -32021
+UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+
+
+class ToolwayError(Exception):
+    """Base of every error that reaches a client as a JSON-RPC error."""
+
+    code: int = INTERNAL_ERROR
+    http_status: int = 200
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ParseError(ToolwayError):
+    code = PARSE_ERROR
+    http_status = 400
+
+
+class InvalidRequest(ToolwayError):
+    code = INVALID_REQUEST
+    http_status = 400
+
+
+class MethodNotFound(ToolwayError):
+    code = METHOD_NOT_FOUND
+    http_status = 404
+
+
+class InvalidParams(ToolwayError):
+    code = INVALID_PARAMS
+    http_status = 400
+
+
+class UnknownTarget(InvalidParams):
+    """A tool, prompt or resource name that no server owns (the spec's -32602)."""
+
+    http_status = 200
+
+
+class HeaderMismatch(ToolwayError):
+    code = HEADER_MISMATCH
+    http_status = 400
+
+
+class UnsupportedProtocolVersion(ToolwayError):
+    code = UNSUPPORTED_PROTOCOL_VERSION
+    http_status = 400
+
+
+class SessionRequired(InvalidRequest):
+    """A handshake-era request without `Mcp-Session-Id`."""
+
+
+class SessionNotFound(ToolwayError):
+    """Unknown or terminated handshake-era session: the client must initialize again."""
+
+    code = INVALID_REQUEST
+    http_status = 404
+
+
+class UpstreamError(ToolwayError):
+    """Something went wrong talking to one upstream server; the message names it."""
+
+    def __init__(self, server: str, cause: str, *, data: Any = None) -> None:
+        super().__init__(f"server {server!r}: {cause}", data={"server": server, **(data or {})})
+        self.server = server
+        self.cause = cause
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The server cannot be reached, or its process or connection died."""
+
+    code = UPSTREAM_UNAVAILABLE
+
+
+class UpstreamTimeout(UpstreamError):
+    """The server did not answer within the call's deadline."""
+
+    code = REQUEST_TIMEOUT
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The server answered with something that is not valid MCP."""
+
+    code = INTERNAL_ERROR
+
+
+class UpstreamRpcError(Exception):
+    """The server answered with a JSON-RPC error: passed through to the client as it is."""
+
+    def __init__(self, server: str, error: dict[str, Any]) -> None:
+        super().__init__(f"server {server!r} answered error {error.get('code')}: {error.get('message')}")
+        self.server = server
+        self.error = error
+
+
+# HTTP status for a JSON-RPC error code on the stateless-era wire (2026-07-28 transports).
+MODERN_STATUS: Final = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    MISSING_CLIENT_CAPABILITY: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
+
+
+def to_error(exc: BaseException) -> dict[str, Any]:
+    """Map an exception to its JSON-RPC error object. Never raises.
+
+    Anything that is not a Toolway error is an internal fault: its details stay
+    in the log, never on the wire.
+    """
+    if isinstance(exc, ToolwayError):
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.data is not None:
+            error["data"] = exc.data
+        return error
+    if isinstance(exc, UpstreamRpcError):
+        return exc.error
+    return {"code": INTERNAL_ERROR, "message": "internal error in the gateway"}
+
+
+def modern_status(error: dict[str, Any]) -> int:
+    """The HTTP status that carries a JSON-RPC error to a stateless-era client."""
+    code = error.get("code")
+    return MODERN_STATUS.get(code, 200) if isinstance(code, int) else 200

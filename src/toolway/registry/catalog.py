@@ -1,0 +1,111 @@
+"""One server's catalog: the tools, prompts, resources and templates it reported.
+
+Fetched when the gateway connects to the server (every page), kept as an
+immutable snapshot, and swapped whole when refreshed. Lists are answered from
+these snapshots, so a `tools/list` never waits on an upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolway.protocol.modern import encode_header_value
+
+_MAX_PAGES = 1000
+Fetch = Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]]
+
+# list method -> (capability that must be declared, key of the items in the result)
+LISTS: dict[str, tuple[str, str]] = {
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resources", "resourceTemplates"),
+}
+
+
+@dataclass(frozen=True)
+class ServerCatalog:
+    items: dict[str, tuple[dict[str, Any], ...]]  # list method -> items as the server sent them
+    ttl_ms: int | None = None  # smallest ttlMs the server gave (stateless era), None if none
+    private: bool = False  # any list said cacheScope "private"
+    param_headers: dict[str, dict[tuple[str, ...], str]] = field(default_factory=dict)
+
+    def get(self, method: str) -> tuple[dict[str, Any], ...]:
+        return self.items.get(method, ())
+
+    def tool(self, name: str) -> dict[str, Any] | None:
+        return next((t for t in self.get("tools/list") if t.get("name") == name), None)
+
+
+EMPTY = ServerCatalog(items={})
+
+
+async def fetch_catalog(capabilities: dict[str, Any], fetch: Fetch) -> ServerCatalog:
+    """Fetch every page of every list the server's capabilities declare.
+
+    Raises whatever `fetch` raises; a server that paginates forever is cut off.
+    """
+    items: dict[str, tuple[dict[str, Any], ...]] = {}
+    ttl: int | None = None
+    private = False
+    for method, (capability, key) in LISTS.items():
+        if capability not in capabilities:
+            continue
+        collected: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            result = await fetch(method, {"cursor": cursor} if cursor else None)
+            page = result.get(key)
+            if isinstance(page, list):
+                collected.extend(item for item in page if isinstance(item, dict))
+            if isinstance(result.get("ttlMs"), int):
+                ttl = result["ttlMs"] if ttl is None else min(ttl, result["ttlMs"])
+            private = private or result.get("cacheScope") == "private"
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+        items[method] = tuple(collected)
+    headers = {t["name"]: param_header_map(t.get("inputSchema")) for t in items.get("tools/list", ())}
+    return ServerCatalog(
+        items=items,
+        ttl_ms=ttl,
+        private=private,
+        param_headers={name: m for name, m in headers.items() if m},
+    )
+
+
+def param_header_map(schema: Any) -> dict[tuple[str, ...], str]:
+    """Properties annotated `x-mcp-header` along pure `properties` chains -> header token.
+
+    A stateless-era server expects `Mcp-Param-<token>` headers mirroring these
+    arguments, so the gateway sets them when it calls the tool.
+    """
+    found: dict[tuple[str, ...], str] = {}
+    stack: list[tuple[tuple[str, ...], Any]] = [((), schema)]
+    while stack:
+        path, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        token = node.get("x-mcp-header")
+        if path and isinstance(token, str) and node.get("type") in ("string", "integer", "boolean"):
+            found[path] = token
+        props = node.get("properties")
+        if isinstance(props, dict):
+            stack.extend(((*path, name), sub) for name, sub in props.items())
+    return found
+
+
+def param_headers(header_map: dict[tuple[str, ...], str], arguments: Any) -> dict[str, str]:
+    """The `Mcp-Param-*` headers for one call's arguments."""
+    headers: dict[str, str] = {}
+    for path, token in header_map.items():
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or not isinstance(value, str | int | float | bool):
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        headers[f"Mcp-Param-{token}"] = encode_header_value(text)
+    return headers

@@ -1,0 +1,1 @@
+"""Name resolution, aggregation and fan-out: the terminal stage of the chain."""

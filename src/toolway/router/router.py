@@ -1,0 +1,175 @@
+"""The router: the terminal stage. Resolves names to servers and calls them.
+
+On `/mcp` it serves the merged catalog and routes `<server>__<name>` and resource
+URIs to their owners. On `/servers/<name>/mcp` it passes every request to that
+one server with names unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from toolway.pipeline.context import Call
+from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable
+from toolway.registry.catalog import LISTS, param_headers
+from toolway.router.cursors import CursorCodec
+from toolway.router.names import split
+from toolway.router.view import View, build_view
+from toolway.sessions.manager import ConnectionManager
+from toolway.sessions.upstream import State, UpstreamConnection
+
+Route = Callable[[Call], Awaitable[dict[str, Any]]]
+_ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
+_LOCAL = frozenset({"ping", "initialize", "server/discover"})
+
+
+class Router:
+    def __init__(self, manager: ConnectionManager, *, page_size: int, cursors: CursorCodec) -> None:
+        self._manager = manager
+        self._page_size = page_size
+        self._cursors = cursors
+        self._view = View(generation=-1)
+        self._routes: dict[str, Route] = {
+            "ping": self._ping,
+            "tools/call": self._tools_call,
+            "prompts/get": self._prompts_get,
+            "resources/read": self._by_uri,
+            "resources/subscribe": self._by_uri,
+            "resources/unsubscribe": self._by_uri,
+            "completion/complete": self._complete,
+            **{method: self._list for method in LISTS},
+        }
+
+    async def __call__(self, call: Call) -> dict[str, Any]:
+        if call.scope is not None and call.method not in _LOCAL:
+            return await self._passthrough(call)
+        route = self._routes.get(call.method)
+        if route is None:
+            raise MethodNotFound(f"Method not found: {call.method}")
+        return await route(call)
+
+    def view(self) -> View:
+        """The merged catalog, rebuilt only when a server's state or catalog changed."""
+        generation = self._manager.generation
+        if self._view.generation != generation:
+            self._view = build_view(generation, self._manager.ready())
+        return self._view
+
+    async def _ping(self, call: Call) -> dict[str, Any]:
+        return {}
+
+    async def _list(self, call: Call) -> dict[str, Any]:
+        view = self.view()
+        items = view.lists.get(call.method, [])
+        cursor = (call.params or {}).get("cursor")
+        start = self._cursors.offset(call.method, cursor) if cursor is not None else 0
+        end = start + self._page_size
+        result: dict[str, Any] = {_ITEMS_KEY[call.method]: items[start:end]}
+        if end < len(items):
+            result["nextCursor"] = self._cursors.mint(call.method, end)
+        if call.era == "modern":
+            result["ttlMs"] = view.ttl_ms
+            result["cacheScope"] = "private" if view.private else "public"
+        return result
+
+    async def _tools_call(self, call: Call) -> dict[str, Any]:
+        conn, name = await self._resolve(call, "tools/list", "tool")
+        params = {**(call.params or {}), "name": name}
+        headers = None
+        if conn.negotiated is not None and conn.negotiated.era == "modern":
+            header_map = conn.catalog.param_headers.get(name)
+            if header_map:
+                headers = param_headers(header_map, params.get("arguments"))
+        return await self._forward(conn, call, params, headers)
+
+    async def _prompts_get(self, call: Call) -> dict[str, Any]:
+        conn, name = await self._resolve(call, "prompts/list", "prompt")
+        return await self._forward(conn, call, {**(call.params or {}), "name": name})
+
+    async def _by_uri(self, call: Call) -> dict[str, Any]:
+        uri = (call.params or {}).get("uri")
+        if not isinstance(uri, str):
+            raise InvalidParams(f"{call.method} needs a string 'uri'")
+        call.target = uri
+        owner = self.view().owner_of(uri) or self._sole_resource_server()
+        if owner is None:
+            raise UnknownTarget(f"Resource not found: no server offers {uri!r}", data={"uri": uri})
+        return await self._forward(self._connection(owner), call, call.params)
+
+    async def _complete(self, call: Call) -> dict[str, Any]:
+        params = call.params or {}
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise InvalidParams("completion/complete needs a 'ref' object")
+        if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            parts = split(ref["name"])
+            if parts is None or parts[0] not in self._manager.connections:
+                raise UnknownTarget(f"Unknown prompt: {ref['name']!r}")
+            call.target = ref["name"]
+            params = {**params, "ref": {**ref, "name": parts[1]}}
+            return await self._forward(self._connection(parts[0]), call, params)
+        if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            owner = self.view().template_owner(ref["uri"]) or self.view().owner_of(ref["uri"])
+            if owner is None:
+                raise UnknownTarget(f"Unknown resource template: {ref['uri']!r}")
+            call.target = ref["uri"]
+            return await self._forward(self._connection(owner), call, params)
+        raise InvalidParams("completion/complete 'ref' must be a ref/prompt with a name or a ref/resource with a uri")
+
+    async def _passthrough(self, call: Call) -> dict[str, Any]:
+        conn = self._connection(call.scope or "")
+        params = call.params or {}
+        target = params.get("name") or params.get("uri")
+        call.target = target if isinstance(target, str) else None
+        headers = None
+        if call.method == "tools/call" and conn.negotiated is not None and conn.negotiated.era == "modern":
+            header_map = conn.catalog.param_headers.get(str(target))
+            if header_map:
+                headers = param_headers(header_map, params.get("arguments"))
+        return await self._forward(conn, call, call.params, headers)
+
+    async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[UpstreamConnection, str]:
+        qualified = (call.params or {}).get("name")
+        if not isinstance(qualified, str):
+            raise InvalidParams(f"{call.method} needs a string 'name'")
+        call.target = qualified
+        parts = split(qualified)
+        if parts is None or parts[0] not in self._manager.connections:
+            raise UnknownTarget(f"Unknown {kind}: {qualified!r}")
+        conn = self._connection(parts[0])
+        if conn.state is State.READY and not _has(conn, list_method, parts[1]):
+            await conn.refresh_catalog()  # The server may have added it since we last looked.
+            if not _has(conn, list_method, parts[1]):
+                raise UnknownTarget(f"Unknown {kind}: {qualified!r}")
+        return conn, parts[1]
+
+    async def _forward(
+        self,
+        conn: UpstreamConnection,
+        call: Call,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        call.server = conn.name
+        return await conn.call(
+            call.method,
+            params,
+            client_capabilities=call.client_capabilities,
+            client_info=call.client_info,
+            headers=headers,
+        )
+
+    def _connection(self, name: str) -> UpstreamConnection:
+        conn = self._manager.get(name)
+        if conn is None:
+            raise UpstreamUnavailable(name, "no such server is configured and enabled")
+        return conn
+
+    def _sole_resource_server(self) -> str | None:
+        offering = [c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities]
+        return offering[0] if len(offering) == 1 else None
+
+
+def _has(conn: UpstreamConnection, list_method: str, name: str) -> bool:
+    return any(item.get("name") == name for item in conn.catalog.get(list_method))

@@ -1,0 +1,88 @@
+"""The aggregated catalog: every connected server's lists merged under one namespace.
+
+Built from the per-server snapshots when they change (never per request), so a
+list request is a slice of a ready-made list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolway.registry.catalog import LISTS
+from toolway.router.names import qualify
+from toolway.sessions.upstream import UpstreamConnection
+
+_NAMESPACED = ("tools/list", "prompts/list")
+
+
+@dataclass(frozen=True)
+class View:
+    generation: int
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ttl_ms: int = 0
+    private: bool = True
+    resource_owner: dict[str, str] = field(default_factory=dict)
+    templates: tuple[tuple[re.Pattern[str], str, str], ...] = ()  # (matcher, server, uriTemplate)
+
+    def owner_of(self, uri: str) -> str | None:
+        """The server that listed this URI, else the first whose template matches it."""
+        owner = self.resource_owner.get(uri)
+        if owner is not None:
+            return owner
+        return next((server for pattern, server, _ in self.templates if pattern.fullmatch(uri)), None)
+
+    def template_owner(self, template: str) -> str | None:
+        return next((server for _, server, t in self.templates if t == template), None)
+
+
+def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
+    """Merge catalogs in config order; on a URI collision the first server wins."""
+    lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
+    owners: dict[str, str] = {}
+    templates: list[tuple[re.Pattern[str], str, str]] = []
+    ttls: list[int] = []
+    private = False
+    for conn in connections:
+        catalog = conn.catalog
+        for method in LISTS:
+            for item in catalog.get(method):
+                if method in _NAMESPACED and isinstance(item.get("name"), str):
+                    item = {**item, "name": qualify(conn.name, item["name"])}
+                lists[method].append(item)
+        for resource in catalog.get("resources/list"):
+            uri = resource.get("uri")
+            if isinstance(uri, str):
+                owners.setdefault(uri, conn.name)
+        for template in catalog.get("resources/templates/list"):
+            text = template.get("uriTemplate")
+            if isinstance(text, str):
+                templates.append((template_pattern(text), conn.name, text))
+        # A server that gave no ttlMs promised nothing: its lists may change at any time.
+        ttls.append(catalog.ttl_ms if catalog.ttl_ms is not None else 0)
+        private = private or catalog.private or conn.negotiated is None or conn.negotiated.era != "modern"
+    return View(
+        generation=generation,
+        lists=lists,
+        ttl_ms=min(ttls) if ttls else 0,
+        private=private or not connections,
+        resource_owner=owners,
+        templates=tuple(templates),
+    )
+
+
+_EXPRESSION = re.compile(r"\{([+#./;?&]?)([^}]*)\}")
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A matcher for URIs an RFC 6570 template can expand to (levels 1-2, enough to route)."""
+    parts: list[str] = []
+    last = 0
+    for match in _EXPRESSION.finditer(template):
+        parts.append(re.escape(template[last : match.start()]))
+        operator = match.group(1)
+        parts.append(".*" if operator in ("+", "#") else "[^/?#]*" if operator == "" else ".*")
+        last = match.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts), re.DOTALL)

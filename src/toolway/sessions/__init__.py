@@ -1,0 +1,1 @@
+"""Downstream session records and the connection manager for upstream sessions."""

@@ -1,0 +1,91 @@
+"""The connection manager: every upstream server's connection, owned by one task group."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from toolway.clock import Clock, MonotonicClock
+from toolway.config.model import GatewayConfig
+from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.upstream.http import new_client_session
+
+Listener = Callable[[UpstreamConnection], None]
+
+
+class ConnectionManager:
+    """Owns the pooled HTTP client, one `UpstreamConnection` per enabled server, and their tasks.
+
+    `generation` increases whenever any server's state or catalog changes, so views
+    built from the catalogs know when to rebuild.
+    """
+
+    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+        self._config = config
+        self._clock = clock or MonotonicClock()
+        self._http: aiohttp.ClientSession | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._listeners: list[Listener] = []
+        self.connections: dict[str, UpstreamConnection] = {}
+        self.generation = 0
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def get(self, name: str) -> UpstreamConnection | None:
+        return self.connections.get(name)
+
+    def ready(self) -> list[UpstreamConnection]:
+        """Connected servers, in config order (which decides name collisions)."""
+        return [c for c in self.connections.values() if c.state is State.READY]
+
+    async def __aenter__(self) -> ConnectionManager:
+        self._http = new_client_session()
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        for server in self._config.servers:
+            if not server.enabled:
+                continue
+            conn = UpstreamConnection(server, self._http, self._clock, self._changed)
+            self.connections[server.name] = conn
+            task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
+            self._supervisors.append(task)
+        return self
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Wait (bounded) until every server's first connect attempt has finished."""
+        waits = [c._settled.wait() for c in self.connections.values()]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(*waits)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a short background job owned by the manager's task group."""
+        if self._group is None:
+            coro.close()
+            return
+        self._group.create_task(coro)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Supervisors close their clients (and stop their processes) as they unwind.
+        for task in self._supervisors:
+            task.cancel()
+        group, self._group = self._group, None
+        if group is not None:
+            await group.__aexit__(None, None, None)
+        if self._http is not None:
+            await self._http.close()
+
+    def _changed(self, conn: UpstreamConnection) -> None:
+        self.generation += 1
+        for listener in self._listeners:
+            listener(conn)

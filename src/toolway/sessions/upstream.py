@@ -1,0 +1,230 @@
+"""One upstream server's connection: connect, keep, reconnect with back-off, call with a deadline.
+
+A supervisor task per server owns the connection's life: it connects (probe or
+handshake, then the catalog), waits until the connection is lost, backs off, and
+tries again. Calls never wait on a dead server: while it is down they fail at
+once with the last cause; a slow one fails its own calls at their deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from toolway.clock import Clock
+from toolway.config.model import HttpServerConfig, StdioServerConfig
+from toolway.protocol.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
+from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
+from toolway.upstream.client import Negotiated, UpstreamClient
+from toolway.upstream.http import HttpChannel
+from toolway.upstream.stdio import StdioChannel
+
+log = structlog.get_logger("toolway.upstream")
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    READY = "connected"
+    DOWN = "unreachable"
+
+
+class UpstreamConnection:
+    """The gateway's session with one server, shared by every caller of that server."""
+
+    def __init__(
+        self,
+        config: StdioServerConfig | HttpServerConfig,
+        http: aiohttp.ClientSession,
+        clock: Clock,
+        on_change: Callable[[UpstreamConnection], None],
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._http = http
+        self._clock = clock
+        self._on_change = on_change
+        self.state = State.CONNECTING
+        self.last_error: str | None = None
+        self.negotiated: Negotiated | None = None
+        self.catalog: ServerCatalog = EMPTY
+        self._client: UpstreamClient | None = None
+        self._settled = asyncio.Event()  # set when a connect attempt has finished, either way
+        self._lost = asyncio.Event()
+        self._spawn: Callable[[Any], None] | None = None
+
+    def endpoint(self) -> str:
+        if isinstance(self.config, HttpServerConfig):
+            return self.config.url
+        return " ".join(self.config.command)
+
+    async def supervise(self, spawn: Callable[[Any], None]) -> None:
+        """Run until cancelled: connect, wait for loss, back off, reconnect."""
+        self._spawn = spawn
+        delay = self.config.reconnect.initial
+        try:
+            while True:
+                if await self._connect_once():
+                    delay = self.config.reconnect.initial
+                    await self._lost.wait()
+                    await self._drop_client()
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, self.config.reconnect.max)
+        finally:
+            await self._drop_client()
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        client_capabilities: dict[str, Any] | None = None,
+        client_info: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Call the server within its deadline.
+
+        Raises:
+            UpstreamUnavailable: the server is down, or went down during the call.
+            UpstreamTimeout: no answer within `timeouts.call`.
+            UpstreamProtocolError: the server's answer is not MCP.
+            UpstreamRpcError: the server answered with a JSON-RPC error.
+        """
+        client = await self._ready_client()
+        msg_id = client.next_id()
+        timeout = self.config.timeouts.call
+        try:
+            async with asyncio.timeout(timeout):
+                return await client.request(
+                    method,
+                    params,
+                    client_capabilities=client_capabilities,
+                    client_info=client_info,
+                    headers=headers,
+                    msg_id=msg_id,
+                )
+        except TimeoutError:
+            if self._spawn is not None:
+                self._spawn(_quietly(client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
+            raise UpstreamTimeout(self.name, f"no answer to {method} within {timeout:g}s") from None
+        except SessionExpired:
+            self._mark_lost(client, "the server ended our session")
+            raise UpstreamUnavailable(self.name, "the server ended our session; reconnecting") from None
+        except ChannelClosed as exc:
+            self._mark_lost(client, str(exc))
+            raise UpstreamUnavailable(self.name, str(exc)) from None
+
+    async def refresh_catalog(self) -> None:
+        """Fetch the catalog again (e.g. a call named a tool we have not seen)."""
+        client = self._client
+        if client is None or self.negotiated is None:
+            return
+        try:
+            self.catalog = await fetch_catalog(self.negotiated.capabilities, self._fetch)
+        except (UpstreamError, UpstreamRpcError) as exc:
+            log.warning("catalog refresh failed", server=self.name, error=str(exc))
+            return
+        self._on_change(self)
+
+    async def _ready_client(self) -> UpstreamClient:
+        if self.state is State.CONNECTING:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.timeouts.connect):
+                    await self._settled.wait()
+        client = self._client
+        if self.state is not State.READY or client is None:
+            cause = self.last_error or "still connecting"
+            raise UpstreamUnavailable(self.name, f"unavailable ({cause}); the gateway keeps retrying")
+        return client
+
+    async def _connect_once(self) -> bool:
+        self.state = State.CONNECTING
+        self._settled.clear()
+        self._lost.clear()
+        channel = self._new_channel()
+        client = UpstreamClient(self.name, channel, era=self.config.era)
+        try:
+            async with asyncio.timeout(self.config.timeouts.connect):
+                negotiated = await client.connect()
+                self._client, self.negotiated = client, negotiated
+                self.catalog = await fetch_catalog(negotiated.capabilities, self._fetch)
+        except Exception as exc:
+            self._client = None
+            with contextlib.suppress(Exception):
+                await client.close()
+            self.state, self.last_error = State.DOWN, _describe(exc, self.config.timeouts.connect)
+            log.warning("upstream connect failed", server=self.name, error=self.last_error)
+            self._settled.set()
+            self._on_change(self)
+            return False
+        self.state, self.last_error = State.READY, None
+        log.info(
+            "upstream connected",
+            server=self.name,
+            era=negotiated.era,
+            protocol_version=negotiated.protocol_version,
+            tools=len(self.catalog.get("tools/list")),
+        )
+        self._settled.set()
+        self._on_change(self)
+        return True
+
+    async def _fetch(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        assert self._client is not None
+        return await self._client.request(method, params)
+
+    def _new_channel(self) -> Channel:
+        if isinstance(self.config, HttpServerConfig):
+            return HttpChannel(self.config.url, dict(self.config.headers), self._http)
+        return StdioChannel(
+            self.name,
+            list(self.config.command),
+            dict(self.config.env),
+            self.config.cwd,
+            on_close=lambda reason: self._mark_lost(None, reason),
+        )
+
+    def _mark_lost(self, client: UpstreamClient | None, reason: str) -> None:
+        if client is not None and client is not self._client:
+            return  # An old connection's late failure; the current one is fine.
+        if self.state is State.READY:
+            log.warning("upstream connection lost", server=self.name, error=reason)
+            self.state, self.last_error = State.DOWN, reason
+            self._on_change(self)
+        self._lost.set()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def _describe(exc: BaseException, connect_timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer to the handshake within {connect_timeout:g}s"
+    if isinstance(exc, UpstreamError):
+        return exc.cause
+    if isinstance(exc, UpstreamRpcError):
+        return f"handshake failed: {exc.error.get('message')}"
+    if isinstance(exc, UpstreamProtocolError | ChannelClosed | SessionExpired):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _quietly(coro: Any) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await coro

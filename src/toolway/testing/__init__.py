@@ -1,0 +1,1 @@
+"""Toolway's public test kit: fixture MCP servers and helpers to run them from tests."""

@@ -1,0 +1,1 @@
+"""Server-facing adapters: turn JSON-RPC messages into what each upstream transport speaks."""
