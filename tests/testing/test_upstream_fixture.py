@@ -320,6 +320,15 @@ async def test_leaving_http_upstream_stops_it_cleanly() -> None:
     assert upstream.process.returncode == 0
 
 
+@pytest.mark.parametrize("era", ["both", "handshake"])
+async def test_stdio_upstream_exits_0_on_sigterm(era: str) -> None:
+    async with stdio_process(stdio_upstream_command("quitter", era=era)) as process:
+        assert process.stderr is not None
+        assert await asyncio.wait_for(process.stderr.readline(), 20) == b"upstream quitter started\n"
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
 async def test_crash_tool_ends_the_process_with_status_3() -> None:
     async with http_upstream("fragile") as upstream:
         with pytest.raises(Exception):  # noqa: B017 - the SDK's exact wrapping of a dropped connection is not ours

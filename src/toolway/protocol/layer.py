@@ -87,13 +87,17 @@ class ProtocolLayer:
 
     @staticmethod
     def _is_modern(inbound: Inbound) -> bool:
+        """A stateless-era envelope in the body, or a non-handshake version header, means 2026-07-28.
+
+        The body decides first, so a request whose header disagrees with its own
+        envelope is told so (-32020) rather than treated as sessionless handshake traffic.
+        """
+        if inbound.session_id is None:
+            meta = (inbound.message.params or {}).get("_meta")
+            if isinstance(meta, dict) and META_PROTOCOL_VERSION in meta:
+                return True
         version = inbound.headers.get(H_PROTOCOL_VERSION) if inbound.headers is not None else None
-        if version is not None:
-            return version not in HANDSHAKE_VERSIONS
-        if inbound.session_id is not None:
-            return False
-        meta = (inbound.message.params or {}).get("_meta")
-        return isinstance(meta, dict) and META_PROTOCOL_VERSION in meta
+        return version is not None and version not in HANDSHAKE_VERSIONS
 
     async def _modern(self, inbound: Inbound) -> Reply:
         msg = inbound.message

@@ -35,8 +35,10 @@ class ConnectionManager:
         self.connections: dict[str, UpstreamConnection] = {}
         self.generation = 0
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on every change; returns the function that unsubscribes it."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def get(self, name: str) -> UpstreamConnection | None:
         return self.connections.get(name)

@@ -64,6 +64,12 @@ class UpstreamConnection:
         self._settled = asyncio.Event()  # set when a connect attempt has finished, either way
         self._lost = asyncio.Event()
         self._spawn: Callable[[Any], None] | None = None
+        self.inflight = 0  # calls sent and not yet answered
+
+    def pid(self) -> int | None:
+        """The stdio child's process id, while one runs."""
+        channel = self._client.channel if self._client is not None else None
+        return channel.pid if isinstance(channel, StdioChannel) else None
 
     def endpoint(self) -> str:
         if isinstance(self.config, HttpServerConfig):
@@ -105,6 +111,7 @@ class UpstreamConnection:
         client = await self._ready_client()
         msg_id = client.next_id()
         timeout = self.config.timeouts.call
+        self.inflight += 1
         try:
             async with asyncio.timeout(timeout):
                 return await client.request(
@@ -125,6 +132,8 @@ class UpstreamConnection:
         except ChannelClosed as exc:
             self._mark_lost(client, str(exc))
             raise UpstreamUnavailable(self.name, str(exc)) from None
+        finally:
+            self.inflight -= 1
 
     async def refresh_catalog(self) -> None:
         """Fetch the catalog again (e.g. a call named a tool we have not seen)."""

@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 from collections.abc import Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import uvicorn
@@ -342,13 +342,18 @@ async def _serve_stdio_handshake_only(server: MCPServer) -> None:
 
 
 async def _exit_on_signal(name: str) -> None:
+    # Through the event loop: a plain handler may not run while the loop waits on its selector.
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            sys.stderr.write(f"upstream {name} stopping on {signal.Signals(signum).name}\n")
-            sys.stderr.flush()
-            # The SDK reads stdin in a worker thread that no cancellation can interrupt, so an
-            # orderly shutdown would wait for the parent to close our stdin. Nothing to flush.
-            os._exit(0)
+            _exit_now(name, signum)
+
+
+def _exit_now(name: str, signum: int) -> NoReturn:
+    sys.stderr.write(f"upstream {name} stopping on {signal.Signals(signum).name}\n")
+    sys.stderr.flush()
+    # The SDK reads stdin in a worker thread that no cancellation can interrupt, so an orderly
+    # stdio shutdown would wait for the parent to close our stdin. There is nothing to flush.
+    os._exit(0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -382,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         given = [flag for flag, value in http_only.items() if value is not None]
         if given:
-            parser.error(f"{', '.join(given)} only apply to --transport http")
+            parser.error(f"{', '.join(given)}: only with --transport http")
     if args.extra_tools < 0 or args.page_size < 0:
         parser.error("--extra-tools and --page-size must not be negative")
     port = 0 if args.port is None else args.port
@@ -395,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     server = build_server(args.name, extra_tools=args.extra_tools, page_size=args.page_size)
     logging.getLogger().setLevel(logging.WARNING)
+    # Until uvicorn or the stdio loop install their own handlers: a SIGTERM right after the
+    # line below must end us with status 0 too, not kill us.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: _exit_now(args.name, received))
     sys.stderr.write(f"upstream {args.name} started\n")
     sys.stderr.flush()
 
