@@ -61,7 +61,9 @@ class Gateway:
             self.manager, page_size=config.limits.page_size, cursors=CursorCodec(config.cursor_secret)
         )
         self.sessions = SessionTable(
-            self.clock, max_sessions=config.limits.max_sessions, idle_seconds=config.limits.session_idle_seconds
+            self.clock,
+            max_sessions=config.limits.max_sessions,
+            idle_seconds=config.limits.session_idle_seconds,
         )
         self.layer = ProtocolLayer(build_chain(self.router), self.sessions, self.capabilities)
         self.app = StreamableHttpIngress(
@@ -158,13 +160,15 @@ def _listener(app: Any, drain: float) -> _Listener:
         log_level="warning",
         access_log=False,
         http="httptools",
-        timeout_graceful_shutdown=max(drain, 0.1),
+        timeout_graceful_shutdown=max(1, round(drain)),
     )
     return _Listener(config)
 
 
 @contextlib.asynccontextmanager
-async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+async def running(
+    config: GatewayConfig, *, clock: Clock | None = None
+) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
     Raises:
@@ -182,7 +186,9 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
         listeners = [_listener(gateway.app, drain)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
-        tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
+        tasks = [
+            asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)
+        ]
         while not all(lst.started for lst in listeners):
             if any(t.done() for t in tasks):
                 break
@@ -205,7 +211,7 @@ async def run(config: GatewayConfig, *, on_ready: Callable[[Endpoints], None] | 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(config) as (gateway, endpoints):
+    async with running(config) as (_, endpoints):
         log.info("gateway ready", url=endpoints.url, admin=endpoints.admin_url, servers=len(config.servers))
         if on_ready is not None:
             on_ready(endpoints)
@@ -221,7 +227,8 @@ def serve(config: GatewayConfig) -> int:
         print(f"Toolway is ready: point your MCP client at {endpoints.url}", flush=True)
 
     try:
-        asyncio.run(run(config, on_ready=announce), loop_factory=_loop_factory())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(config, on_ready=announce))
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from toolway.testing import RunningGateway, RunningHttpUpstream, http_upstream, running_gateway, stdio_upstream_command
+from toolway.testing import (
+    RunningGateway,
+    RunningHttpUpstream,
+    http_upstream,
+    running_gateway,
+    stdio_upstream_command,
+)
 
 # Importing the SDK server sets the root logger to INFO; keep test output about Toolway.
 logging.getLogger().setLevel(logging.WARNING)

@@ -29,7 +29,13 @@ async def test_killed_upstream_leaves_the_others_usable(tmp_path: Path) -> None:
     async with http_upstream("alpha") as alpha, http_upstream("beta", era="handshake") as beta:
         servers = [
             {"name": "alpha", "transport": "streamable-http", "url": alpha.url, **FAST},
-            {"name": "beta", "transport": "streamable-http", "url": beta.url, "timeouts": {"call": 5}, **FAST},
+            {
+                "name": "beta",
+                "transport": "streamable-http",
+                "url": beta.url,
+                "timeouts": {"call": 5},
+                **FAST,
+            },
             {"name": "gamma", "transport": "stdio", "command": stdio_upstream_command("gamma"), **FAST},
         ]
         async with running_gateway(servers=servers, store_dir=tmp_path) as gw:
@@ -89,7 +95,12 @@ async def test_unreachable_server_fails_fast_and_others_list(tmp_path: Path) -> 
 
 async def test_slow_upstream_times_out_without_stalling_others(tmp_path: Path) -> None:
     servers = [
-        {"name": "slowpoke", "transport": "stdio", "command": stdio_upstream_command("slowpoke"), "timeouts": {"call": 0.5}},
+        {
+            "name": "slowpoke",
+            "transport": "stdio",
+            "command": stdio_upstream_command("slowpoke"),
+            "timeouts": {"call": 0.5},
+        },
         {"name": "quick", "transport": "stdio", "command": stdio_upstream_command("quick")},
     ]
     async with running_gateway(servers=servers, store_dir=tmp_path) as gw:
@@ -123,7 +134,7 @@ async def test_shutdown_drains_in_flight_calls_and_stops_children(tmp_path: Path
             pid = conn.pid()
             in_flight = asyncio.create_task(_post(http, gw.url, body, headers))
             async with asyncio.timeout(5):
-                while conn.inflight == 0:  # bounded wait for the call to reach the upstream
+                while conn.inflight == 0:  # noqa: ASYNC110 - bounded poll of a counter
                     await asyncio.sleep(0.01)
         # Leaving the block stopped the listeners after draining, then the child.
         status, answer = await in_flight

@@ -29,8 +29,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def modern(method: str, params: dict[str, Any] | None = None, msg_id: int = 1) -> tuple[dict[str, Any], dict[str, str]]:
-    body = {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": {**(params or {}), "_meta": dict(ENVELOPE)}}
+def modern(
+    method: str, params: dict[str, Any] | None = None, msg_id: int = 1
+) -> tuple[dict[str, Any], dict[str, str]]:
+    body = {
+        "jsonrpc": "2.0",
+        "id": msg_id,
+        "method": method,
+        "params": {**(params or {}), "_meta": dict(ENVELOPE)},
+    }
     headers = {**JSON_HEADERS, "MCP-Protocol-Version": V, "Mcp-Method": method}
     if method in ("tools/call", "prompts/get"):
         headers["Mcp-Name"] = body["params"]["name"]
@@ -58,7 +65,9 @@ async def test_discover_and_result_type(gateway: RunningGateway, http: aiohttp.C
     assert {"tools", "prompts", "resources"} <= set(result["capabilities"])
 
 
-async def test_list_results_carry_ttl_and_cache_scope(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_list_results_carry_ttl_and_cache_scope(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     status, answer, _ = await post(http, gateway.url, *modern("tools/list"))
     assert status == 200
     result = answer["result"]  # type: ignore[index]
@@ -84,14 +93,18 @@ async def test_header_body_mismatch_is_400_header_mismatch(
     assert answer["id"] == 1  # type: ignore[index]
 
 
-async def test_missing_routing_header_is_header_mismatch(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_missing_routing_header_is_header_mismatch(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     body, headers = modern("tools/list")
     del headers["Mcp-Method"]
     status, answer, _ = await post(http, gateway.url, body, headers)
     assert (status, answer["error"]["code"]) == (400, -32020)  # type: ignore[index]
 
 
-async def test_duplicated_routing_header_is_refused(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_duplicated_routing_header_is_refused(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     body, headers = modern("tools/list")
     raw = [*headers.items(), ("Mcp-Method", "tools/list")]
     async with http.post(gateway.url, data=orjson.dumps(body), headers=raw) as resp:  # type: ignore[arg-type]
@@ -99,7 +112,9 @@ async def test_duplicated_routing_header_is_refused(gateway: RunningGateway, htt
     assert (resp.status, answer["error"]["code"]) == (400, -32020)
 
 
-async def test_unsupported_version_lists_supported(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_unsupported_version_lists_supported(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     body, headers = modern("tools/list")
     body["params"]["_meta"] = {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
     headers["MCP-Protocol-Version"] = "2099-01-01"
@@ -129,7 +144,9 @@ async def test_modern_notification_is_202(gateway: RunningGateway, http: aiohttp
     assert (status, answer) == (202, None)
 
 
-async def test_sse_only_accept_gets_an_event_stream(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_sse_only_accept_gets_an_event_stream(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     body, headers = modern("ping")
     headers["Accept"] = "text/event-stream"
     async with http.post(gateway.url, data=orjson.dumps(body), headers=headers) as resp:
@@ -176,7 +193,11 @@ async def test_wrong_content_type_is_415(gateway: RunningGateway, http: aiohttp.
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({"Host": "evil.example"}, 421), ({"Origin": "http://evil.example"}, 403), ({"Origin": "http://localhost:3000"}, 200)],
+    [
+        ({"Host": "evil.example"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "http://localhost:3000"}, 200),
+    ],
 )
 async def test_dns_rebinding_protection(
     gateway: RunningGateway, http: aiohttp.ClientSession, headers: dict[str, str], status: int
@@ -196,12 +217,18 @@ async def test_unknown_path_is_404(gateway: RunningGateway, http: aiohttp.Client
 # --- handshake era ------------------------------------------------------------------------------
 
 
-async def initialize(http: aiohttp.ClientSession, url: str, version: str = "2025-06-18") -> tuple[str, dict[str, Any]]:
+async def initialize(
+    http: aiohttp.ClientSession, url: str, version: str = "2025-06-18"
+) -> tuple[str, dict[str, Any]]:
     body = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
-        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
     }
     status, answer, headers = await post(http, url, body, JSON_HEADERS)
     assert status == 200
@@ -250,7 +277,9 @@ async def test_request_without_session_is_400(gateway: RunningGateway, http: aio
     assert status == 404
 
 
-async def test_errors_inside_a_session_are_http_200(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+async def test_errors_inside_a_session_are_http_200(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
     """Inside a live session a 404 would mean 'session gone': JSON-RPC errors travel as 200."""
     session, _ = await initialize(http, gateway.url)
     headers = {**JSON_HEADERS, "Mcp-Session-Id": session}

@@ -60,8 +60,13 @@ class _ServerBase(_Model):
     @field_validator("name")
     @classmethod
     def _no_double_underscore(cls, value: str) -> str:
-        if NAMESPACE_SEPARATOR in value:
-            raise ValueError(f"must not contain {NAMESPACE_SEPARATOR!r}: it separates server and tool names")
+        # `<server>__<tool>` must split back at its first separator: a server name
+        # holding "__", or ending in "_" ("a_" + "__" + "b" = "a___b"), would not.
+        if NAMESPACE_SEPARATOR in value or value.endswith("_"):
+            raise ValueError(
+                f"must not contain {NAMESPACE_SEPARATOR!r} or end with '_': {NAMESPACE_SEPARATOR!r} separates"
+                " server and tool names"
+            )
         return value
 
 

@@ -43,7 +43,7 @@ class StreamableHttpIngress:
             return  # Lifespan is handled by the composition root.
         path: str = scope["path"]
         server = self._endpoint(path)
-        if server is False:
+        if server is None:
             await respond_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp"})
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -54,25 +54,31 @@ class StreamableHttpIngress:
             return
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send, path, server or None, headers)
+            await self._post(scope, receive, send, path, server or None, headers)  # "" means /mcp
         elif method == "DELETE":
             await self._write(send, self._layer.end_session(headers.get(H_SESSION_ID), path), headers)
         else:
             # No server-initiated stream on this endpoint yet: the spec's answer is 405.
             await respond(send, 405, headers=_ALLOW)
 
-    def _endpoint(self, path: str) -> str | bool:
-        """'' for /mcp, the server name for /servers/<name>/mcp, False for anything else."""
+    def _endpoint(self, path: str) -> str | None:
+        """'' for /mcp, the server name for /servers/<name>/mcp, None for anything else."""
         if path == "/mcp":
             return ""
         if path.startswith("/servers/") and path.endswith("/mcp"):
             name = path[len("/servers/") : -len("/mcp")]
             if name in self._servers:
                 return name
-        return False
+        return None
 
     async def _post(
-        self, scope: dict[str, Any], receive: Any, send: Any, path: str, server: str | None, headers: dict[str, str]
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        path: str,
+        server: str | None,
+        headers: dict[str, str],
     ) -> None:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
@@ -80,11 +86,15 @@ class StreamableHttpIngress:
             return
         ctype = headers.get("content-type", "")
         if not ctype.split(";")[0].strip().lower() == "application/json":
-            await self._reject(send, 415, InvalidRequest("Unsupported Media Type: Content-Type must be application/json"))
+            await self._reject(
+                send, 415, InvalidRequest("Unsupported Media Type: Content-Type must be application/json")
+            )
             return
         accept = headers.get("accept", "*/*")
         if not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
-            await self._reject(send, 406, InvalidRequest("Not Acceptable: Accept must allow application/json"))
+            await self._reject(
+                send, 406, InvalidRequest("Not Acceptable: Accept must allow application/json")
+            )
             return
         try:
             body = await read_body(receive, self._max_body)
@@ -97,7 +107,11 @@ class StreamableHttpIngress:
             message = jsonrpc.decode(body)
         except ToolwayError as exc:
             msg_id = jsonrpc.request_id_of(body) if isinstance(exc, InvalidRequest) else None
-            await self._write(send, Reply(exc.http_status, {"jsonrpc": "2.0", "id": msg_id, "error": to_error(exc)}), headers)
+            await self._write(
+                send,
+                Reply(exc.http_status, {"jsonrpc": "2.0", "id": msg_id, "error": to_error(exc)}),
+                headers,
+            )
             return
         inbound = Inbound(
             message=message,
@@ -111,7 +125,9 @@ class StreamableHttpIngress:
         reply = await self._layer.handle(inbound)
         await self._write(send, reply, headers, inbound.request_id)
 
-    async def _write(self, send: Any, reply: Reply, headers: dict[str, str], request_id: str | None = None) -> None:
+    async def _write(
+        self, send: Any, reply: Reply, headers: dict[str, str], request_id: str | None = None
+    ) -> None:
         extra: list[tuple[bytes, bytes]] = []
         if reply.session_id is not None:
             extra.append((b"mcp-session-id", reply.session_id.encode()))
@@ -124,7 +140,9 @@ class StreamableHttpIngress:
         accept = headers.get("accept", "*/*")
         if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
             extra.append((b"cache-control", b"no-cache"))
-            await respond(send, reply.status, sse_frame(body), content_type=b"text/event-stream", headers=extra)
+            await respond(
+                send, reply.status, sse_frame(body), content_type=b"text/event-stream", headers=extra
+            )
             return
         await respond(send, reply.status, body, headers=extra)
 

@@ -20,6 +20,7 @@ from toolway.pipeline.context import Call, Handler
 from toolway.protocol import modern
 from toolway.protocol.bridge import adapt_result
 from toolway.protocol.errors import (
+    HeaderMismatch,
     InvalidRequest,
     SessionNotFound,
     SessionRequired,
@@ -107,7 +108,7 @@ class ProtocolLayer:
         try:
             duplicated = modern.duplicated_routing_header(inbound.raw_headers)
             if duplicated is not None:
-                raise modern.HeaderMismatch(f"{duplicated} header appears more than once")
+                raise HeaderMismatch(f"{duplicated} header appears more than once")
             envelope = modern.check_request(msg.method, msg.params, inbound.headers)
             if msg.method == "server/discover":
                 result = self._discover(inbound.scope)

@@ -95,7 +95,8 @@ def check_request(
     meta = params.get("_meta") if params is not None else None
     if not isinstance(meta, Mapping):
         raise InvalidParams(
-            f"params._meta must be an object carrying {META_PROTOCOL_VERSION!r} and {META_CLIENT_CAPABILITIES!r}"
+            f"params._meta must be an object carrying {META_PROTOCOL_VERSION!r}"
+            f" and {META_CLIENT_CAPABILITIES!r}"
         )
     missing = [k for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if k not in meta]
     if missing:

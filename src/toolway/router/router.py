@@ -115,7 +115,9 @@ class Router:
                 raise UnknownTarget(f"Unknown resource template: {ref['uri']!r}")
             call.target = ref["uri"]
             return await self._forward(self._connection(owner), call, params)
-        raise InvalidParams("completion/complete 'ref' must be a ref/prompt with a name or a ref/resource with a uri")
+        raise InvalidParams(
+            "completion/complete 'ref' must be a ref/prompt with a name or a ref/resource with a uri"
+        )
 
     async def _passthrough(self, call: Call) -> dict[str, Any]:
         conn = self._connection(call.scope or "")
@@ -167,7 +169,9 @@ class Router:
         return conn
 
     def _sole_resource_server(self) -> str | None:
-        offering = [c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities]
+        offering = [
+            c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities
+        ]
         return offering[0] if len(offering) == 1 else None
 
 

@@ -37,7 +37,11 @@ class SessionTable:
         return len(self._sessions)
 
     def create(
-        self, path: str, protocol_version: str, capabilities: dict[str, Any], client_info: dict[str, Any] | None
+        self,
+        path: str,
+        protocol_version: str,
+        capabilities: dict[str, Any],
+        client_info: dict[str, Any] | None,
     ) -> DownstreamSession:
         self._expire()
         while len(self._sessions) >= self._max:

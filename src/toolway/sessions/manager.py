@@ -60,7 +60,7 @@ class ConnectionManager:
             self._supervisors.append(task)
         return self
 
-    async def wait_settled(self, timeout: float) -> None:
+    async def wait_settled(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline API
         """Wait (bounded) until every server's first connect attempt has finished."""
         waits = [c._settled.wait() for c in self.connections.values()]
         if waits:

@@ -16,8 +16,9 @@ What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``cr
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
 Over http the process prints exactly one line, ``READY <port>``, to stdout once it accepts
-connections, and exits with status 0 on SIGTERM or SIGINT. Over stdio, stdout carries nothing
-but protocol. Both write ``upstream NAME started`` to stderr first, and log to stderr.
+connections. Over stdio, stdout carries nothing but protocol. Either way it writes
+``upstream NAME started`` to stderr first, logs to stderr, and exits with status 0 on SIGTERM
+or SIGINT (status 3 when the ``crash`` tool is called).
 """
 
 from __future__ import annotations

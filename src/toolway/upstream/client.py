@@ -135,7 +135,11 @@ class UpstreamClient:
         return params, headers
 
     async def _discover(self) -> Negotiated | None:
-        meta = {META_PROTOCOL_VERSION: LATEST_MODERN, META_CLIENT_CAPABILITIES: {}, META_CLIENT_INFO: GATEWAY_INFO}
+        meta = {
+            META_PROTOCOL_VERSION: LATEST_MODERN,
+            META_CLIENT_CAPABILITIES: {},
+            META_CLIENT_INFO: GATEWAY_INFO,
+        }
         headers = {"MCP-Protocol-Version": LATEST_MODERN, "Mcp-Method": "server/discover"}
         try:
             result = await self._send("server/discover", {"_meta": meta}, headers)

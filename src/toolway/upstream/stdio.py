@@ -168,7 +168,9 @@ class StdioChannel:
         assert proc is not None and proc.stderr is not None
         with contextlib.suppress(ValueError, asyncio.LimitOverrunError):
             while line := await proc.stderr.readline():
-                log.info("upstream stderr", server=self._server, line=line.decode("utf-8", "replace").rstrip())
+                log.info(
+                    "upstream stderr", server=self._server, line=line.decode("utf-8", "replace").rstrip()
+                )
 
     def _fail_pending(self, reason: str) -> None:
         self._closed_reason = reason

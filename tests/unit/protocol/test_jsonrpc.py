@@ -153,9 +153,7 @@ def test_messages_that_are_neither_request_nor_response(obj: dict[str, Any]) -> 
 # --- classify: the three kinds --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "msg_id", [0, 1, -1, 2**63 - 1, -(2**63), 2**64 - 1, "", "abc", "1", "ünïcode"]
-)
+@pytest.mark.parametrize("msg_id", [0, 1, -1, 2**63 - 1, -(2**63), 2**64 - 1, "", "abc", "1", "ünïcode"])
 def test_request_keeps_its_id(msg_id: Any) -> None:
     msg = jsonrpc.classify({"jsonrpc": "2.0", "id": msg_id, "method": "ping"})
     assert msg.kind == "request"

@@ -27,7 +27,9 @@ V = MODERN_VERSIONS[-1]
 UNSUPPORTED = "2099-01-01"
 
 
-def _meta(version: Any = V, caps: Any = None, info: Any = None, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def _meta(
+    version: Any = V, caps: Any = None, info: Any = None, *, drop: tuple[str, ...] = ()
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         META_PROTOCOL_VERSION: version,
         META_CLIENT_CAPABILITIES: {} if caps is None else caps,
@@ -60,9 +62,7 @@ def _b64(text: str) -> str:
 def test_valid_request_returns_envelope() -> None:
     info = {"name": "agent", "version": "1"}
     caps = {"sampling": {}}
-    env = modern.check_request(
-        "tools/list", _params(_meta(caps=caps, info=info)), _headers("tools/list")
-    )
+    env = modern.check_request("tools/list", _params(_meta(caps=caps, info=info)), _headers("tools/list"))
     assert env == modern.Envelope(protocol_version=V, client_capabilities=caps, client_info=info)
 
 
@@ -97,7 +97,11 @@ def test_missing_meta_is_invalid_params(params: Any, headers: Any) -> None:
     [
         ((META_PROTOCOL_VERSION,), [META_PROTOCOL_VERSION], [META_CLIENT_CAPABILITIES]),
         ((META_CLIENT_CAPABILITIES,), [META_CLIENT_CAPABILITIES], [META_PROTOCOL_VERSION]),
-        ((META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES), [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES], []),
+        (
+            (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES),
+            [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES],
+            [],
+        ),
     ],
 )
 def test_missing_meta_keys_are_named(drop: tuple[str, ...], named: list[str], not_named: list[str]) -> None:
@@ -183,7 +187,9 @@ def test_name_header_mismatch(method: str, key: str, value: str, header: str | N
 
 
 @pytest.mark.parametrize(("method", "key"), [(m, k) for m, k, _ in NAME_CASES])
-@pytest.mark.parametrize("value", ["日本語ツール", " leading-space", "trailing ", "tab\there", "=?base64?x?="])
+@pytest.mark.parametrize(
+    "value", ["日本語ツール", " leading-space", "trailing ", "tab\there", "=?base64?x?="]
+)
 def test_base64_sentinel_name_header_matches(method: str, key: str, value: str) -> None:
     params = _params(_meta(), **{key: value})
     modern.check_request(method, params, _headers(method, name=_b64(value)))
