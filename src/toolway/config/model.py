@@ -131,7 +131,7 @@ class GatewayConfig(_Model):
     logging: Logging = Logging()
     shutdown: Shutdown = Shutdown()
     # Key for signing pagination cursors. Unset: a random key per process.
-    cursor_secret: str | None = None
+    cursor_secret: str | None = Field(default=None, min_length=16)
 
     @field_validator("store")
     @classmethod

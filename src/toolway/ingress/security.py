@@ -10,13 +10,25 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 
-def _hostname(value: str) -> str:
-    """Host header value without its port: `[::1]:8080` -> `::1`, `localhost:80` -> `localhost`."""
+def _hostname(value: str) -> str | None:
+    """Host header value without its port: `[::1]:8080` -> `::1`, `localhost:80` -> `localhost`.
+
+    None for a malformed value (`[::1]evil`, `[::1`, a non-numeric port).
+    """
     if value.startswith("["):
-        return value[1:].partition("]")[0].lower()
+        inside, bracket, rest = value[1:].partition("]")
+        if not bracket or not (rest == "" or (rest.startswith(":") and _port(rest[1:]))):
+            return None
+        return inside.lower()
     if value.count(":") == 1:
-        return value.partition(":")[0].lower()
+        name, _, port = value.partition(":")
+        return name.lower() if _port(port) else None
     return value.lower()
+
+
+def _port(text: str) -> bool:
+    """RFC 3986: a port is digits, possibly none."""
+    return text == "" or text.isdigit()
 
 
 class HostOriginCheck:
@@ -26,7 +38,7 @@ class HostOriginCheck:
 
     def problem(self, host: str | None, origin: str | None) -> tuple[int, str] | None:
         """(HTTP status, reason) when the request must be refused, else None."""
-        if "*" not in self._hosts and (host is None or _hostname(host) not in self._hosts):
+        if "*" not in self._hosts and (host is None or _hostname(host) not in self._hosts):  # None never is
             return 421, f"Host {host!r} is not allowed"
         if origin is not None and "*" not in self._origins:
             try:

@@ -83,7 +83,7 @@ class UpstreamError(ToolwayError):
     """Something went wrong talking to one upstream server; the message names it."""
 
     def __init__(self, server: str, cause: str, *, data: Any = None) -> None:
-        super().__init__(f"server {server!r}: {cause}", data={"server": server, **(data or {})})
+        super().__init__(f"server {server!r}: {cause}", data={**(data or {}), "server": server})
         self.server = server
         self.cause = cause
 
@@ -139,7 +139,7 @@ def to_error(exc: BaseException) -> dict[str, Any]:
             error["data"] = exc.data
         return error
     if isinstance(exc, UpstreamRpcError):
-        return exc.error
+        return dict(exc.error)
     return {"code": INTERNAL_ERROR, "message": "internal error in the gateway"}
 
 

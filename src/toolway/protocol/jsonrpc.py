@@ -69,8 +69,10 @@ def classify(obj: Any) -> Message:
                 raise InvalidRequest('Invalid Request: "id" must not be null')
             return Message("request", obj, msg_id, method, params)
         return Message("notification", obj, None, method, params)
-    if msg_id is not None and ("result" in obj or "error" in obj):
+    if msg_id is not None and ("result" in obj) != ("error" in obj):
         return Message("response", obj, msg_id, None, None)
+    if "result" in obj and "error" in obj:
+        raise InvalidRequest('Invalid Request: a response carries "result" or "error", not both')
     raise InvalidRequest('Invalid Request: a message needs a "method", or an "id" with "result" or "error"')
 
 

@@ -7,6 +7,7 @@ these snapshots, so a `tools/list` never waits on an upstream.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +60,10 @@ async def fetch_catalog(capabilities: dict[str, Any], fetch: Fetch) -> ServerCat
             result = await fetch(method, {"cursor": cursor} if cursor else None)
             page = result.get(key)
             if isinstance(page, list):
-                collected.extend(item for item in page if isinstance(item, dict))
-            if isinstance(result.get("ttlMs"), int):
-                ttl = result["ttlMs"] if ttl is None else min(ttl, result["ttlMs"])
+                collected.extend(item for item in page if _well_formed(method, item))
+            page_ttl = result.get("ttlMs")
+            if isinstance(page_ttl, int) and not isinstance(page_ttl, bool) and page_ttl >= 0:
+                ttl = page_ttl if ttl is None else min(ttl, page_ttl)
             private = private or result.get("cacheScope") == "private"
             cursor = result.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
@@ -74,6 +76,20 @@ async def fetch_catalog(capabilities: dict[str, Any], fetch: Fetch) -> ServerCat
         private=private,
         param_headers={name: m for name, m in headers.items() if m},
     )
+
+
+# The field that names each list's items; an item without it cannot be routed to.
+_KEY_FIELD = {
+    "tools/list": "name",
+    "prompts/list": "name",
+    "resources/list": "uri",
+    "resources/templates/list": "uriTemplate",
+}
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: a valid header-name suffix
+
+
+def _well_formed(method: str, item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get(_KEY_FIELD[method]), str)
 
 
 def param_header_map(schema: Any) -> dict[tuple[str, ...], str]:
@@ -89,7 +105,12 @@ def param_header_map(schema: Any) -> dict[tuple[str, ...], str]:
         if not isinstance(node, dict):
             continue
         token = node.get("x-mcp-header")
-        if path and isinstance(token, str) and node.get("type") in ("string", "integer", "boolean"):
+        if (
+            path
+            and isinstance(token, str)
+            and _TOKEN.fullmatch(token)
+            and node.get("type") in ("string", "integer", "boolean")
+        ):
             found[path] = token
         props = node.get("properties")
         if isinstance(props, dict):

@@ -71,8 +71,8 @@ class SessionTable:
         return session
 
     def end(self, session_id: str, path: str) -> bool:
-        session = self._sessions.get(session_id)
-        if session is None or session.path != path:
+        """End a live session; False if it is unknown, expired or belongs to another endpoint."""
+        if self.get(session_id, path) is None:
             return False
         del self._sessions[session_id]
         return True

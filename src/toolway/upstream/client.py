@@ -193,7 +193,12 @@ class UpstreamClient:
             raise UpstreamProtocolError(self.server, str(exc)) from None
         if "error" in answer:
             error = answer["error"]
-            if not isinstance(error, dict):
+            if not (
+                isinstance(error, dict)
+                and isinstance(error.get("code"), int)
+                and not isinstance(error.get("code"), bool)
+                and isinstance(error.get("message"), str)
+            ):
                 raise UpstreamProtocolError(self.server, "answered with a malformed JSON-RPC error")
             raise UpstreamRpcError(self.server, error)
         result = answer.get("result")

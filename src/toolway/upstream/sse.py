@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass(slots=True)
 class Event:
@@ -16,7 +18,8 @@ class SSEParser:
     """Feed bytes in any chunking; get complete events out.
 
     Raises:
-        ValueError: one event grew past `max_event_bytes` (a hostile or broken upstream).
+        ValueError: one event (its lines as received, in bytes) grew past
+            `max_event_bytes` — a hostile or broken upstream.
     """
 
     def __init__(self, max_event_bytes: int = 16 * 1024 * 1024) -> None:
@@ -25,50 +28,64 @@ class SSEParser:
         self._event = ""
         self._data: list[str] = []
         self._id: str | None = None
-        self._size = 0
+        self._size = 0  # bytes of the event being assembled
+        self._started = False
+        self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buf = self._buffer + chunk
+        if not self._started and buf:
+            if len(buf) < len(_BOM) and _BOM.startswith(buf):
+                self._buffer = buf
+                return []
+            self._started = True
+            buf = buf.removeprefix(_BOM)
         events: list[Event] = []
+        start = 0
         while True:
-            cut = self._line_end()
-            if cut is None:
+            lf, cr = buf.find(b"\n", start), buf.find(b"\r", start)
+            if lf == -1 and cr == -1:
                 break
-            end, skip = cut
-            line = self._buffer[:end].decode("utf-8", errors="replace")
-            self._buffer = self._buffer[end + skip :]
-            event = self._line(line)
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, nxt = lf, lf + 1
+            elif cr + 1 == len(buf):
+                end, nxt = cr, cr + 1
+                self._skip_lf = True
+            else:
+                end, nxt = cr, cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+            self._grow(nxt - start)
+            event = self._line(buf[start:end].decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
-        if len(self._buffer) + self._size > self._max:
+            start = nxt
+        self._buffer = buf[start:]
+        if self._size + len(self._buffer) > self._max:
             raise ValueError(f"an SSE event exceeded {self._max} bytes")
         return events
 
-    def _line_end(self) -> tuple[int, int] | None:
-        buf = self._buffer
-        lf, cr = buf.find(b"\n"), buf.find(b"\r")
-        if cr == -1 or (lf != -1 and lf < cr):
-            return None if lf == -1 else (lf, 1)
-        if cr + 1 == len(buf):
-            return None  # wait: this CR may be the first half of CRLF
-        return cr, 2 if buf[cr + 1] == 0x0A else 1
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if self._size > self._max:
+            raise ValueError(f"an SSE event exceeded {self._max} bytes")
 
     def _line(self, line: str) -> Event | None:
         if not line:
-            if not self._data and not self._event:
-                return None
-            event = Event(self._event or "message", "\n".join(self._data), self._id)
-            self._event, self._data, self._size = "", [], 0
-            return event
+            data, event, self._data, self._event, self._size = self._data, self._event, [], "", 0
+            if not data:
+                return None  # WHATWG: an empty data buffer dispatches nothing.
+            return Event(event or "message", "\n".join(data), self._id)
         if line.startswith(":"):
             return None
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field == "data":
             self._data.append(value)
-            self._size += len(value)
         elif field == "event":
             self._event = value
-        elif field == "id":
+        elif field == "id" and "\0" not in value:
             self._id = value
         return None

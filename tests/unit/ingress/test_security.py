@@ -63,15 +63,6 @@ def test_disallowed_hosts_are_refused_with_421(check: HostOriginCheck, host: str
     assert repr(host) in reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (low severity, not reachable from a browser): ingress/security.py _hostname keeps only the "
-        "text between '[' and ']' and ignores what follows, so a malformed Host such as '[::1]evil.com' "
-        "is accepted as '::1'"
-    ),
-)
 @pytest.mark.parametrize("host", ["[::1]evil.com", "[::1]:8080:junk", "[::1]@evil.com", "[::1"])
 def test_malformed_bracketed_hosts_are_refused(check: HostOriginCheck, host: str) -> None:
     problem = check.problem(host, None)

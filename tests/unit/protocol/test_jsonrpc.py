@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -91,7 +92,7 @@ def test_non_object_is_rejected(obj: Any) -> None:
     ],
 )
 def test_jsonrpc_must_be_exactly_2_0(envelope: dict[str, Any]) -> None:
-    with pytest.raises(InvalidRequest, match='"jsonrpc" must be "2.0"'):
+    with pytest.raises(InvalidRequest, match=re.escape('"jsonrpc" must be "2.0"')):
         jsonrpc.classify({**envelope, "id": 1, "method": "ping"})
 
 
@@ -268,3 +269,8 @@ def test_encoders_return_compact_bytes() -> None:
     out = jsonrpc.result(1, {})
     assert isinstance(out, bytes)
     assert out == b'{"jsonrpc":"2.0","id":1,"result":{}}'
+
+
+def test_response_with_both_result_and_error_is_rejected() -> None:
+    with pytest.raises(InvalidRequest):
+        jsonrpc.classify({"jsonrpc": "2.0", "id": 1, "result": {}, "error": {"code": -1, "message": "m"}})

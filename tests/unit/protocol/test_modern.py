@@ -369,6 +369,8 @@ def test_encode_uses_standard_padded_base64_of_utf8() -> None:
         ("=?base64?aGVsbG8=?= ", "=?base64?aGVsbG8=?= "),  # not a sentinel at all: passed through
         ("x=?base64?aGVsbG8=?=", "x=?base64?aGVsbG8=?="),
         ("=?BASE64?aGVsbG8=?=", "=?BASE64?aGVsbG8=?="),  # the sentinel is case-sensitive
+        ("=?base64?QQ==?=\n", "=?base64?QQ==?=\n"),  # a trailing newline: not a sentinel
+        ("=?base64?QU\nJD?=", "=?base64?QU\nJD?="),
     ],
 )
 def test_decode_header_value(value: str | None, expected: str | None) -> None:

@@ -71,8 +71,9 @@ def test_cr_at_a_chunk_boundary_followed_by_lf_is_one_line_end() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: a\r") == []
     assert parser.feed(b"\ndata: b\r") == []
-    assert parser.feed(b"\n\r") == []
-    assert parser.feed(b"\n") == [Event("message", "a\nb", None)]
+    # A CR ends its line at once (no waiting for a possible LF); the LF after it is skipped.
+    assert parser.feed(b"\n\r") == [Event("message", "a\nb", None)]
+    assert parser.feed(b"\n") == []
     # no phantom empty line was produced by the split CRLFs
     assert parser.feed(b"data: c\n\n") == [Event("message", "c", None)]
 
@@ -83,15 +84,6 @@ def test_lone_cr_followed_by_data_is_a_line_end() -> None:
     assert parser.feed(b"\rx") == [Event("message", "a", None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (low severity): upstream/sse.py _line_end holds back a CR at the end of the buffer until the "
-        "next byte arrives, so an event ended by CR CR (CR-only line ends) is not dispatched until the "
-        "upstream sends more; the CR can be taken as a line end at once and a following LF skipped"
-    ),
-)
 def test_event_ended_by_cr_cr_is_dispatched_without_waiting() -> None:
     assert SSEParser().feed(b"data: a\r\r") == [Event("message", "a", None)]
 
@@ -149,9 +141,11 @@ def test_large_event_within_the_limit() -> None:
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_event_data_at_the_limit_is_fine(chunked: bool) -> None:
+    # The bound counts the event's bytes as received: its lines and their line ends.
     stream = b"data: " + b"x" * 10 + b"\n\n"
     chunks = byte_by_byte(stream) if chunked else [stream]
-    assert feed_all(chunks, SSEParser(max_event_bytes=16)) == [Event("message", "x" * 10, None)]
+    parser = SSEParser(max_event_bytes=len(stream))
+    assert feed_all(chunks, parser) == [Event("message", "x" * 10, None)]
 
 
 def test_oversized_event_over_many_data_lines_raises() -> None:
@@ -170,18 +164,11 @@ def test_oversized_single_line_raises() -> None:
 def test_oversized_event_spanning_chunks_raises(chunked: bool) -> None:
     stream = b"data: " + b"x" * 200 + b"\n\n"
     with pytest.raises(ValueError, match="exceeded"):
-        feed_all(byte_by_byte(stream) if chunked else [stream[:150], stream[150:]], SSEParser(max_event_bytes=100))
+        feed_all(
+            byte_by_byte(stream) if chunked else [stream[:150], stream[150:]], SSEParser(max_event_bytes=100)
+        )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: upstream/sse.py SSEParser.feed checks the bound once, after the loop, when dispatching has "
-        "already reset _size: a whole oversized event inside one chunk is returned without ValueError "
-        "(the overshoot is bounded by the transport's chunk size)"
-    ),
-)
 def test_oversized_event_inside_one_chunk_raises() -> None:
     parser = SSEParser(max_event_bytes=100)
     try:
@@ -211,36 +198,23 @@ def test_comments_and_dispatched_events_do_not_accumulate() -> None:
         parser.feed(b"data: 0123456789\n\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: upstream/sse.py SSEParser._line counts only len(value) of each data line toward the bound, "
-        "not the '\\n' joining lines: b'data\\n' repeated grows the event (and the _data list) without "
-        "limit, so a hostile upstream bypasses max_event_bytes"
-    ),
-)
 def test_empty_data_lines_count_toward_the_bound() -> None:
     parser = SSEParser(max_event_bytes=100)
     try:
-        events = parser.feed(b"data\n" * 1000 + b"\n")
+        # The blank line comes in its own chunk, so the end-of-feed check sees the pending event.
+        for _ in range(1000):
+            parser.feed(b"data\n")
+        events = parser.feed(b"\n")
     except ValueError:
         return
     raise AssertionError(f"no ValueError; got an event of {len(events[0].data)} bytes")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: upstream/sse.py SSEParser._line adds len(value) of the decoded str, i.e. characters, not "
-        "bytes, so multi-byte UTF-8 data passes max_event_bytes by up to 4x"
-    ),
-)
 def test_multibyte_data_counts_bytes_toward_the_bound() -> None:
     parser = SSEParser(max_event_bytes=100)
     try:
-        events = parser.feed(b"data: " + "€".encode() * 40 + b"\n\n")  # 120 bytes of data
+        parser.feed(b"data: " + "€".encode() * 40 + b"\n")  # 120 bytes of data, pending
+        events = parser.feed(b"\n")
     except ValueError:
         return
     raise AssertionError(f"no ValueError; got an event of {len(events[0].data.encode())} bytes")
@@ -249,26 +223,9 @@ def test_multibyte_data_counts_bytes_toward_the_bound() -> None:
 # --- WHATWG details the parser does not follow ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (low severity; http.py drops empty-data events anyway): WHATWG dispatch: an empty data "
-        "buffer dispatches nothing, but upstream/sse.py dispatches Event('ping', '', None) for "
-        "'event: ping\\n\\n'"
-    ),
-)
 def test_event_without_data_is_not_dispatched() -> None:
     assert SSEParser().feed(b"event: ping\n\n") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (low severity): WHATWG: a leading UTF-8 BOM of the stream is stripped; upstream/sse.py keeps "
-        "it, so the first line's field is '\\ufeffdata' and the first event is lost"
-    ),
-)
 def test_leading_bom_is_ignored() -> None:
     assert SSEParser().feed(b"\xef\xbb\xbfdata: x\n\n") == [Event("message", "x", None)]
