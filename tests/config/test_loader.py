@@ -132,10 +132,10 @@ def test_double_underscore_in_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_substitution_with_and_without_default(tmp_path: Path) -> None:
-    text = "store: 'sqlite:///${DIR}/${NAME:-toolway}.db'\ncursor_secret: '${SECRET:-}'\n"
+    text = "store: 'sqlite:///${DIR}/${NAME:-toolway}.db'\nlisten: {host: '${HOST:-}'}\n"
     config = load_config(write(tmp_path, text), environ={"DIR": "/var/lib"})
     assert config.store == "sqlite:////var/lib/toolway.db"
-    assert config.cursor_secret == ""
+    assert config.listen.host == ""
 
 
 def test_substitution_reaches_list_items_but_not_keys(tmp_path: Path) -> None:
@@ -154,8 +154,9 @@ def test_missing_variable_names_variable_and_path(tmp_path: Path) -> None:
 
 
 def test_dollar_dollar_escapes_a_literal(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, "cursor_secret: 'a$${HOME}b'\n"), environ={"HOME": "/root"})
-    assert config.cursor_secret == "a${HOME}b"
+    text = "cursor_secret: 'a$${HOME}b-sixteen-chars'\n"
+    config = load_config(write(tmp_path, text), environ={"HOME": "/root"})
+    assert config.cursor_secret == "a${HOME}b-sixteen-chars"
 
 
 def test_malformed_reference_is_an_error(tmp_path: Path) -> None:
