@@ -33,3 +33,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) toolway.db toolway.db-wal toolway.db-shm .pytest_cache .ruff_cache .mypy_cache
+
+# The official MCP conformance suite against the fixture server and Toolway (docs/conformance.md).
+# npm ci installs Node 22 and the suite into conformance/node_modules; ARGS=--allow-fail only reports.
+.PHONY: conformance
+conformance: $(STAMP)
+	bash scripts/conformance.sh $(ARGS)

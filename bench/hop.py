@@ -3,7 +3,7 @@
 Starts a lean upstream (``bench/lean_upstream.py``) and a ``toolway serve`` in front of it, both as
 child processes on 127.0.0.1, then drives ``tools/call`` from this process with aiohttp at each
 concurrency level, first straight to the upstream ("direct") and then through the gateway. Both
-paths run in the same process, on the same machine, minutes apart: compare them by the ratios it
+paths run from the same process, on the same machine, back to back: compare them by the ratios it
 prints, not by the absolute numbers. A second section lists 500 tools through the gateway (10
 upstreams of 50) against one upstream's ``tools/list``.
 
@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -432,6 +434,10 @@ async def measure(
     if check.errors:
         raise CallFailed(f"the first call failed: {check.first_error}")
     await drive(op, warmup, concurrency)
+    # This process's own garbage collector must not pause the calls it times: keep what exists
+    # out of its scans (what the run allocates is still collected).
+    gc.collect()
+    gc.freeze()
     before = {name: sum(c.cpu_ms() for c in group) for name, group in watch.items()}
     bench_before = time.process_time()
     load = await drive(op, calls, concurrency)
@@ -505,7 +511,15 @@ async def list_section(era: str, calls: int, workdir: Path) -> list[Row]:
     return [
         Row(era, 1, "direct", direct, note=f"1 upstream, {LIST_TOOLS_EACH} tools"),
         Row(era, 1, "direct x10", direct_all, note=f"{LIST_UPSTREAMS} upstreams in turn, {total} tools"),
-        Row(era, 1, "gateway", through, baseline=direct, note=f"{total} tools in {pages} page(s)"),
+        Row(
+            era,
+            1,
+            "gateway",
+            through,
+            baseline=direct,
+            note=f"{total} tools in {pages} page(s); p50 vs direct x10: "
+            f"{through.pct(0.5) - direct_all.pct(0.5):+.2f} ms",
+        ),
     ]
 
 
@@ -527,26 +541,27 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[Row], unit: str, with_gateway_cpu: bool = True) -> str:
+def table(rows: list[Row], unit: str) -> str:
+    """One line per row; `unit` names what one operation is ("call", "list")."""
     header = [
         "era",
         "conc",
         "path",
-        f"{unit}/s",
+        f"{unit}s/s",
         "p50 ms",
         "p99 ms",
+        "max ms",
         "errors",
         "added p50 ms",
-        "gw CPU ms/op",
-        "upstream CPU ms/op",
-        "bench CPU ms/op",
-        "thr ratio gw/direct",
+        f"gw CPU ms/{unit}",
+        f"upstream CPU ms/{unit}",
+        f"bench CPU ms/{unit}",
+        "throughput gw/direct",
         "note",
     ]
     body: list[list[str]] = []
     for row in rows:
         load, base = row.load, row.baseline
-        is_gw = row.path == "gateway"
         body.append(
             [
                 row.era,
@@ -555,9 +570,10 @@ def table(rows: list[Row], unit: str, with_gateway_cpu: bool = True) -> str:
                 f"{load.rate:.0f}",
                 _fmt(load.pct(0.50)),
                 _fmt(load.pct(0.99)),
+                _fmt(max(load.latencies_ms)),
                 str(load.errors),
                 _fmt(load.pct(0.50) - base.pct(0.50)) if base else "",
-                _fmt(load.cpu_per_call("gateway"), 3) if is_gw and with_gateway_cpu else "",
+                _fmt(load.cpu_per_call("gateway"), 3) if row.path == "gateway" else "",
                 _fmt(load.cpu_per_call("upstream"), 3),
                 _fmt(load.cpu_per_call("bench"), 3),
                 f"{load.rate / base.rate:.2f}" if base and base.rate else "",
@@ -565,14 +581,15 @@ def table(rows: list[Row], unit: str, with_gateway_cpu: bool = True) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    numeric = range(3, len(header) - 1)
     lines = [
         "  ".join(
-            cell.rjust(w) if 2 < i < 12 else cell.ljust(w)
+            cell.rjust(w) if i in numeric else cell.ljust(w)
             for i, (cell, w) in enumerate(zip(r, widths, strict=True))
         ).rstrip()
         for r in [header, *body]
     ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
 
 
@@ -593,6 +610,11 @@ def machine() -> str:
         f"{platform.system()} {platform.release()}\n"
         f"python {platform.python_version()} ({sys.executable}); {versions}"
     )
+
+
+def _loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _errors(rows: list[Row]) -> list[str]:
@@ -636,7 +658,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     eras = ["modern", "handshake"] if args.era == "both" else [args.era]
+    # SIGTERM (and SIGINT, where it is not ignored) unwind through the finally blocks that stop
+    # the child processes.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     print(machine())
+    print(f"load average before: {_loadavg()}")
     print(
         f"calls per level and path: {args.calls} (after {WARMUP_CALLS} warm-up); "
         f"concurrency: {','.join(map(str, args.concurrency))}; eras: {', '.join(eras)}\n",
@@ -650,7 +678,7 @@ async def run(args: argparse.Namespace) -> int:
             for era in eras:
                 hop_rows += await hop_section(era, args.calls, args.concurrency, workdir)
             print("tools/call echo, direct vs through the gateway")
-            print(table(hop_rows, "calls"), flush=True)
+            print(table(hop_rows, "call"), flush=True)
         if not args.no_tools_list:
             for era in eras:
                 list_rows += await list_section(era, args.list_calls, workdir)
@@ -658,14 +686,16 @@ async def run(args: argparse.Namespace) -> int:
                 f"\ntools/list at concurrency 1, {args.list_calls} full lists per path "
                 f"(gateway: {LIST_UPSTREAMS} upstreams x {LIST_TOOLS_EACH} tools; every page of the list)"
             )
-            print(table(list_rows, "lists"), flush=True)
+            print(table(list_rows, "list"), flush=True)
+    print(f"\nload average after: {_loadavg()} (anything else busy on the machine skews both paths)")
     problems = _errors(hop_rows + list_rows)
     if problems:
         print("\nerrors:\n" + "\n".join(problems))
     print(
-        "\nadded p50 = gateway p50 - direct p50 (same era, same concurrency, same run); "
-        "thr ratio = gateway ops/s / direct ops/s; CPU columns are process CPU (user+sys) per op "
-        "during the measured calls. 'bench' is this load generator."
+        "\nadded p50 = gateway p50 - direct p50 (same era, same concurrency, same run).\n"
+        "throughput gw/direct = gateway ops/s / direct ops/s.\n"
+        "CPU columns: user+sys CPU of that process during the measured ops, per op; 'bench' is this\n"
+        "load generator, which shares the machine's cores with both."
     )
     return 1 if problems else 0
 
@@ -675,8 +705,15 @@ def main() -> None:
     try:
         import uvloop
     except ImportError:
-        sys.exit(asyncio.run(run(args)))
-    sys.exit(uvloop.run(run(args)))
+        uvloop = None
+    try:
+        sys.exit(uvloop.run(run(args)) if uvloop is not None else asyncio.run(run(args)))
+    except (RuntimeError, CallFailed) as exc:
+        print(f"hop: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("hop: interrupted; child processes stopped", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import contextlib
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +28,19 @@ from toolway.ingress.streamable_http import StreamableHttpIngress
 from toolway.observability import logging as tw_logging
 from toolway.pipeline.chain import build_chain
 from toolway.protocol.layer import ProtocolLayer
+from toolway.protocol.logging_levels import most_verbose
+from toolway.protocol.mrtr import Parking
 from toolway.registry.recorder import RegistryRecorder
 from toolway.registry.store import Store, StoreError
 from toolway.router.cursors import CursorCodec
 from toolway.router.router import Router
-from toolway.sessions.downstream import SessionTable
+from toolway.sessions.downstream import DownstreamSession, SessionTable
+from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
 
 log = structlog.get_logger("toolway")
 
-_KNOWN_CAPABILITIES = ("tools", "prompts", "resources", "completions")
+_KNOWN_CAPABILITIES = ("tools", "prompts", "resources", "completions", "logging")
 
 
 class StartupError(Exception):
@@ -57,21 +60,41 @@ class Gateway:
         self.config = config
         self.clock = clock or MonotonicClock()
         self.manager = ConnectionManager(config, clock=self.clock)
+        self.hub = Hub()
         self.router = Router(
-            self.manager, page_size=config.limits.page_size, cursors=CursorCodec(config.cursor_secret)
+            self.manager,
+            self.hub,
+            page_size=config.limits.page_size,
+            cursors=CursorCodec(config.cursor_secret),
         )
         self.sessions = SessionTable(
             self.clock,
             max_sessions=config.limits.max_sessions,
             idle_seconds=config.limits.session_idle_seconds,
+            on_end=self._session_ended,
         )
-        self.layer = ProtocolLayer(build_chain(self.router), self.sessions, self.capabilities)
+        self._tasks: asyncio.TaskGroup | None = None
+        self._owned: set[asyncio.Task[None]] = set()
+        self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
+        self.layer = ProtocolLayer(
+            build_chain(self.router),
+            self.sessions,
+            self.capabilities,
+            self.hub,
+            self.parking,
+            subscribe_upstream=self.router.subscribe_upstream,
+            on_log_level=self._log_level_changed,
+        )
         self.app = StreamableHttpIngress(
             self.layer,
             security=HostOriginCheck(config.security.allowed_hosts, config.security.allowed_origins),
             max_body_bytes=config.limits.max_body_bytes,
             server_names=[s.name for s in config.servers if s.enabled],
+            spawn=self._spawn,
+            keepalive_seconds=config.streams.keepalive_seconds,
+            retry_ms=config.streams.retry_ms,
         )
+        self.manager.on_notification(self._upstream_notification)
         self.accepting = False
         self.admin_app = AdminApp(self.manager, lambda: self.accepting)
         self._store: Store | None = None
@@ -82,20 +105,49 @@ class Gateway:
         """What the gateway offers: everything it can route, or one server's own on its endpoint."""
         if scope is None:
             return {
-                "tools": {"listChanged": False},
-                "prompts": {"listChanged": False},
-                "resources": {"subscribe": False, "listChanged": False},
+                "tools": {"listChanged": True},
+                "prompts": {"listChanged": True},
+                "resources": {"subscribe": True, "listChanged": True},
                 "completions": {},
+                "logging": {},
             }
         conn = self.manager.get(scope)
         upstream = conn.negotiated.capabilities if conn is not None and conn.negotiated is not None else {}
-        caps: dict[str, Any] = {}
-        for key in _KNOWN_CAPABILITIES:
-            if key in upstream:
-                caps[key] = {"listChanged": False, "subscribe": False} if key == "resources" else {}
-                if key in ("tools", "prompts"):
-                    caps[key] = {"listChanged": False}
-        return caps
+        return {key: upstream[key] for key in _KNOWN_CAPABILITIES if isinstance(upstream.get(key), dict)}
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a job owned by the gateway: cancelled and awaited at shutdown."""
+        if self._tasks is None:
+            coro.close()
+            raise RuntimeError("the gateway is not running")
+        task = self._tasks.create_task(coro)
+        self._owned.add(task)
+        task.add_done_callback(self._owned.discard)
+        return task
+
+    def _upstream_notification(self, conn: Any, message: dict[str, Any]) -> None:
+        self.hub.publish(message)
+
+    def _session_ended(self, session: DownstreamSession) -> None:
+        for uri in self.hub.remove(session.id):
+            if self._tasks is not None:
+                self._spawn(_quietly(self.router.subscribe_upstream(uri, False)))
+
+    def _log_level_changed(self) -> None:
+        """Handshake-era servers log at the most verbose level any session asked for; the gateway filters."""
+        level = most_verbose([s.log_level for s in self.sessions.all() if s.log_level])
+        if level is None:
+            return
+        for conn in self.manager.ready():
+            negotiated = conn.negotiated
+            if negotiated is not None and negotiated.era == "handshake" and "logging" in negotiated.capabilities:
+                self._spawn(_quietly(conn.call("logging/setLevel", {"level": level})))
+
+    def stop_streams(self) -> None:
+        """Shutdown, first phase: end the long-lived streams, so draining waits only on calls."""
+        self.layer.closing.set()
+        for session in self.sessions.all():
+            session.standalone.close()
 
     async def __aenter__(self) -> Gateway:
         try:
@@ -105,6 +157,8 @@ class Gateway:
         self._recorder = RegistryRecorder(self._store)
         self.manager.subscribe(self._recorder.on_change)
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
         await self.manager.__aenter__()
         connect = max((s.timeouts.connect for s in self.config.servers), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
@@ -112,6 +166,15 @@ class Gateway:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.accepting = False
+        self.stop_streams()
+        self.sessions.close_all()
+        tasks, self._tasks = self._tasks, None
+        if tasks is not None:
+            if self._owned:
+                log.info("shutdown: cancelling calls still parked or running", count=len(self._owned))
+            for task in list(self._owned):
+                task.cancel()
+            await tasks.__aexit__(None, None, None)
         log.info("shutdown: closing upstream connections")
         await self.manager.__aexit__(None, None, None)
         if self._recorder_task is not None:
@@ -166,9 +229,7 @@ def _listener(app: Any, drain: float) -> _Listener:
 
 
 @contextlib.asynccontextmanager
-async def running(
-    config: GatewayConfig, *, clock: Clock | None = None
-) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
     Raises:
@@ -186,9 +247,7 @@ async def running(
         listeners = [_listener(gateway.app, drain)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
-        tasks = [
-            asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)
-        ]
+        tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
         while not all(lst.started for lst in listeners):
             if any(t.done() for t in tasks):
                 break
@@ -199,6 +258,7 @@ async def running(
             yield gateway, endpoints
         finally:
             gateway.accepting = False
+            gateway.stop_streams()
             log.info("shutdown: stop accepting; draining in-flight calls", drain_seconds=drain)
             for lst in listeners:
                 lst.should_exit = True
@@ -241,3 +301,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
+    """A background call whose failure is logged, never raised into the task group."""
+    try:
+        await coro
+    except Exception as exc:
+        log.info("background call failed", error=str(exc))

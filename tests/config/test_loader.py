@@ -81,9 +81,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 
 def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path: Path) -> None:
     message = error_of(tmp_path, "listen: {host: 127.0.0.1, prot: 1}\n")
-    assert message == (
-        f"{tmp_path / 'toolway.yaml'}: listen.prot: unknown field; expected one of: host, port"
-    )
+    assert message == (f"{tmp_path / 'toolway.yaml'}: listen.prot: unknown field; expected one of: host, port")
 
 
 def test_unknown_key_inside_a_server_drops_the_union_tag(tmp_path: Path) -> None:
@@ -108,9 +106,7 @@ def test_bad_transport_lists_the_allowed_values(tmp_path: Path) -> None:
 
 def test_missing_transport_lists_the_allowed_values(tmp_path: Path) -> None:
     message = error_of(tmp_path, "servers: [{name: a, command: [x]}]\n")
-    assert message.endswith(
-        ": servers.0.transport: Field required; expected one of 'stdio', 'streamable-http'"
-    )
+    assert message.endswith(": servers.0.transport: Field required; expected one of 'stdio', 'streamable-http'")
 
 
 def test_duplicate_server_names(tmp_path: Path) -> None:

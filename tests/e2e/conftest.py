@@ -53,7 +53,5 @@ async def gateway(
     alpha: RunningHttpUpstream, beta: RunningHttpUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningGateway]:
     store_dir: Path = tmp_path_factory.mktemp("store")
-    async with running_gateway(
-        servers=three_servers(alpha, beta), store_dir=store_dir, limits={"page_size": 7}
-    ) as gw:
+    async with running_gateway(servers=three_servers(alpha, beta), store_dir=store_dir, limits={"page_size": 7}) as gw:
         yield gw

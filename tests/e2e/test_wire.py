@@ -29,9 +29,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def modern(
-    method: str, params: dict[str, Any] | None = None, msg_id: int = 1
-) -> tuple[dict[str, Any], dict[str, str]]:
+def modern(method: str, params: dict[str, Any] | None = None, msg_id: int = 1) -> tuple[dict[str, Any], dict[str, str]]:
     body = {
         "jsonrpc": "2.0",
         "id": msg_id,
@@ -65,9 +63,7 @@ async def test_discover_and_result_type(gateway: RunningGateway, http: aiohttp.C
     assert {"tools", "prompts", "resources"} <= set(result["capabilities"])
 
 
-async def test_list_results_carry_ttl_and_cache_scope(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_list_results_carry_ttl_and_cache_scope(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     status, answer, _ = await post(http, gateway.url, *modern("tools/list"))
     assert status == 200
     result = answer["result"]  # type: ignore[index]
@@ -93,18 +89,14 @@ async def test_header_body_mismatch_is_400_header_mismatch(
     assert answer["id"] == 1  # type: ignore[index]
 
 
-async def test_missing_routing_header_is_header_mismatch(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_missing_routing_header_is_header_mismatch(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     body, headers = modern("tools/list")
     del headers["Mcp-Method"]
     status, answer, _ = await post(http, gateway.url, body, headers)
     assert (status, answer["error"]["code"]) == (400, -32020)  # type: ignore[index]
 
 
-async def test_duplicated_routing_header_is_refused(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_duplicated_routing_header_is_refused(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     body, headers = modern("tools/list")
     raw = [*headers.items(), ("Mcp-Method", "tools/list")]
     async with http.post(gateway.url, data=orjson.dumps(body), headers=raw) as resp:  # type: ignore[arg-type]
@@ -112,9 +104,7 @@ async def test_duplicated_routing_header_is_refused(
     assert (resp.status, answer["error"]["code"]) == (400, -32020)
 
 
-async def test_unsupported_version_lists_supported(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_unsupported_version_lists_supported(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     body, headers = modern("tools/list")
     body["params"]["_meta"] = {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
     headers["MCP-Protocol-Version"] = "2099-01-01"
@@ -144,9 +134,7 @@ async def test_modern_notification_is_202(gateway: RunningGateway, http: aiohttp
     assert (status, answer) == (202, None)
 
 
-async def test_sse_only_accept_gets_an_event_stream(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_sse_only_accept_gets_an_event_stream(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     body, headers = modern("ping")
     headers["Accept"] = "text/event-stream"
     async with http.post(gateway.url, data=orjson.dumps(body), headers=headers) as resp:
@@ -217,9 +205,7 @@ async def test_unknown_path_is_404(gateway: RunningGateway, http: aiohttp.Client
 # --- handshake era ------------------------------------------------------------------------------
 
 
-async def initialize(
-    http: aiohttp.ClientSession, url: str, version: str = "2025-06-18"
-) -> tuple[str, dict[str, Any]]:
+async def initialize(http: aiohttp.ClientSession, url: str, version: str = "2025-06-18") -> tuple[str, dict[str, Any]]:
     body = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -258,8 +244,11 @@ async def test_session_lifecycle(gateway: RunningGateway, http: aiohttp.ClientSe
     assert (await post(http, gateway.url, {"jsonrpc": "2.0", "id": 99, "result": {}}, headers))[0] == 202
     # The session belongs to the endpoint that opened it.
     assert (await post(http, gateway.server_url("alpha"), ping, headers))[0] == 404
-    async with http.get(gateway.url, headers=headers) as resp:
-        assert resp.status == 405
+    async with http.get(gateway.url, headers={**headers, "Accept": "text/event-stream"}) as resp:
+        assert resp.status == 200  # the session's own stream (MCP 2025-11-25 "Listening for Messages")
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        priming = await resp.content.readuntil(b"\n\n")
+        assert priming.startswith(b"id: ") and b"retry: " in priming
     async with http.delete(gateway.url, headers=headers) as resp:
         assert resp.status == 200
     status, answer, _ = await post(http, gateway.url, ping, headers)
@@ -277,9 +266,7 @@ async def test_request_without_session_is_400(gateway: RunningGateway, http: aio
     assert status == 404
 
 
-async def test_errors_inside_a_session_are_http_200(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+async def test_errors_inside_a_session_are_http_200(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     """Inside a live session a 404 would mean 'session gone': JSON-RPC errors travel as 200."""
     session, _ = await initialize(http, gateway.url)
     headers = {**JSON_HEADERS, "Mcp-Session-Id": session}

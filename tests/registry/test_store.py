@@ -33,9 +33,7 @@ def server(name: str, *tools: str, status: str = "connected") -> ServerRecord:
         server_info={"name": f"{name}-server", "version": "1.0"},
         capabilities={"tools": {"listChanged": True}},
         last_error=None,
-        tools=tuple(
-            ToolRecord(name, tool, tool.title(), f"Does {tool}.", {"type": "object"}) for tool in tools
-        ),
+        tools=tuple(ToolRecord(name, tool, tool.title(), f"Does {tool}.", {"type": "object"}) for tool in tools),
     )
 
 

@@ -155,16 +155,12 @@ async def test_http_handshake_only_answers_modern_probe_like_a_2025_sdk_server()
         )
     assert status == 400
     assert content_type == "application/json"
-    assert body == (
-        b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: Missing session ID"}}'
-    )
+    assert body == (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: Missing session ID"}}')
 
 
 async def test_http_handshake_only_stateless_rejects_modern_version_like_a_2025_sdk_server() -> None:
     async with http_upstream("old", era="handshake", stateless=True) as upstream:
-        status, _, body = await asyncio.to_thread(
-            post_json, upstream.url, DISCOVER, {"MCP-Protocol-Version": MODERN}
-        )
+        status, _, body = await asyncio.to_thread(post_json, upstream.url, DISCOVER, {"MCP-Protocol-Version": MODERN})
     assert status == 400
     error = json.loads(body)
     assert error["id"] is None
@@ -184,9 +180,7 @@ async def test_http_handshake_only_accepts_initialize_whatever_its_version_heade
         },
     }
     async with http_upstream("old", era="handshake", json_response=True) as upstream:
-        status, _, body = await asyncio.to_thread(
-            post_json, upstream.url, initialize, {"MCP-Protocol-Version": MODERN}
-        )
+        status, _, body = await asyncio.to_thread(post_json, upstream.url, initialize, {"MCP-Protocol-Version": MODERN})
     assert status == 200
     assert json.loads(body)["result"]["protocolVersion"] == "2025-06-18"
 

@@ -60,9 +60,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
     return load_config_text(text, source=source, environ=environ)
 
 
-def load_config_text(
-    text: str, *, source: str = "<string>", environ: Mapping[str, str] | None = None
-) -> GatewayConfig:
+def load_config_text(text: str, *, source: str = "<string>", environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Like :func:`load_config`, from YAML text; ``source`` names it in error messages.
 
     Raises :class:`ConfigError`.
@@ -254,8 +252,7 @@ def _union_tags(at: Any, field: str) -> list[str]:
 
 def _has_tag(model: type[BaseModel], segment: object) -> bool:
     return any(
-        get_origin(f.annotation) is Literal and segment in get_args(f.annotation)
-        for f in model.model_fields.values()
+        get_origin(f.annotation) is Literal and segment in get_args(f.annotation) for f in model.model_fields.values()
     )
 
 

@@ -117,6 +117,15 @@ class Logging(_Model):
     format: Literal["json", "console"] = "json"
 
 
+class Streams(_Model):
+    """Long-lived SSE streams: keep-alive comments so idle streams survive proxies' timeouts."""
+
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    retry_ms: int = Field(default=1000, ge=0)
+    # How long a stateless-era call waits, parked, for the client's input_required retry.
+    input_deadline_seconds: float = Field(default=300.0, gt=0)
+
+
 class Shutdown(_Model):
     drain_seconds: float = Field(default=10.0, ge=0)
 
@@ -130,6 +139,7 @@ class GatewayConfig(_Model):
     security: Security = Security()
     logging: Logging = Logging()
     shutdown: Shutdown = Shutdown()
+    streams: Streams = Streams()
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

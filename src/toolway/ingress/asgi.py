@@ -49,9 +49,7 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_json(
-    send: ASGISend, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def respond_json(send: ASGISend, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await respond(send, status, orjson.dumps(obj), headers=headers)
 
 

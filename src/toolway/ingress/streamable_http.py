@@ -1,25 +1,34 @@
 """Streamable HTTP ingress on `/mcp` and `/servers/<name>/mcp`, as raw ASGI.
 
-Turns HTTP into messages for the protocol layer and its replies back into HTTP:
-Host/Origin checks, a bounded body, one orjson parse, JSON or single-event SSE
-answers, 202 for notifications and responses, DELETE to end a session.
+Turns HTTP into messages for the protocol layer and its event streams back into
+HTTP: Host/Origin checks, a bounded body, one orjson parse. An answer goes out as
+plain JSON when nothing had to be sent before it, and as SSE otherwise (progress,
+log messages, server requests), with event ids, a priming event, `retry` and
+keep-alive comments. GET opens a handshake-era session's own stream, or resumes a
+lost one from `Last-Event-ID`; DELETE ends the session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
-import orjson
-
-from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json, sse_frame
+from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json
 from toolway.ingress.security import HostOriginCheck
 from toolway.protocol import jsonrpc
 from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
-from toolway.protocol.layer import Inbound, ProtocolLayer, Reply, new_request_id
+from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
 from toolway.protocol.versions import H_SESSION_ID
+from toolway.sessions.streams import EventStream, parse_event_id
 
-_ALLOW = [(b"allow", b"POST, DELETE")]
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = b": keep-alive\n\n"
 
 
 class StreamableHttpIngress:
@@ -32,11 +41,17 @@ class StreamableHttpIngress:
         security: HostOriginCheck,
         max_body_bytes: int,
         server_names: Collection[str],
+        spawn: Spawn,
+        keepalive_seconds: float = 15.0,
+        retry_ms: int = 1000,
     ) -> None:
         self._layer = layer
         self._security = security
         self._max_body = max_body_bytes
         self._servers = frozenset(server_names)
+        self._spawn = spawn
+        self._keepalive = keepalive_seconds
+        self._retry_ms = retry_ms
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,12 +69,18 @@ class StreamableHttpIngress:
             return
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send, path, server or None, headers)  # "" means /mcp
+            await self._post(scope, receive, send, path, server or None, headers)
+        elif method == "GET":
+            await self._get(receive, send, path, headers)
         elif method == "DELETE":
-            await self._write(send, self._layer.end_session(headers.get(H_SESSION_ID), path), headers)
+            try:
+                self._layer.end_session(headers.get(H_SESSION_ID), path)
+            except ToolwayError as exc:
+                await self._reject(send, exc.http_status, exc)
+                return
+            await respond(send, 200)
         else:
-            # No server-initiated stream on this endpoint yet: the spec's answer is 405.
-            await respond(send, 405, headers=_ALLOW)
+            await respond(send, 405, headers=[(b"allow", b"GET, POST, DELETE")])
 
     def _endpoint(self, path: str) -> str | None:
         """'' for /mcp, the server name for /servers/<name>/mcp, None for anything else."""
@@ -85,16 +106,13 @@ class StreamableHttpIngress:
             await self._too_large(send)
             return
         ctype = headers.get("content-type", "")
-        if not ctype.split(";")[0].strip().lower() == "application/json":
-            await self._reject(
-                send, 415, InvalidRequest("Unsupported Media Type: Content-Type must be application/json")
-            )
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            exc = InvalidRequest("Unsupported Media Type: Content-Type must be application/json")
+            await self._reject(send, 415, exc)
             return
         accept = headers.get("accept", "*/*")
         if not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
-            await self._reject(
-                send, 406, InvalidRequest("Not Acceptable: Accept must allow application/json")
-            )
+            await self._reject(send, 406, InvalidRequest("Not Acceptable: Accept must allow application/json"))
             return
         try:
             body = await read_body(receive, self._max_body)
@@ -107,11 +125,7 @@ class StreamableHttpIngress:
             message = jsonrpc.decode(body)
         except ToolwayError as exc:
             msg_id = jsonrpc.request_id_of(body) if isinstance(exc, InvalidRequest) else None
-            await self._write(
-                send,
-                Reply(exc.http_status, {"jsonrpc": "2.0", "id": msg_id, "error": to_error(exc)}),
-                headers,
-            )
+            await respond_json(send, exc.http_status, {"jsonrpc": "2.0", "id": msg_id, "error": to_error(exc)})
             return
         inbound = Inbound(
             message=message,
@@ -122,29 +136,112 @@ class StreamableHttpIngress:
             raw_headers=scope["headers"],
             session_id=headers.get(H_SESSION_ID),
         )
-        reply = await self._layer.handle(inbound)
-        await self._write(send, reply, headers, inbound.request_id)
+        stream = EventStream(with_ids=False)
+        # Owned by the gateway's task group: a stateless-era call parked for more
+        # input outlives this HTTP exchange.
+        self._spawn(self._layer.handle(inbound, stream))
+        # In the stateless era a closed response stream is the cancellation; in the
+        # handshake era a disconnect is not (the client may resume).
+        cancel = message.kind == "request" and self._layer.is_modern(inbound)
+        sse_only = "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept
+        extra = [(b"x-request-id", inbound.request_id.encode())]
+        await self._serve(stream, 0, receive, send, extra, cancel_on_disconnect=cancel, plain=not sse_only)
 
-    async def _write(
-        self, send: Any, reply: Reply, headers: dict[str, str], request_id: str | None = None
+    async def _get(self, receive: Any, send: Any, path: str, headers: dict[str, str]) -> None:
+        try:
+            session = self._layer.session(headers.get(H_SESSION_ID), path)
+        except ToolwayError as exc:
+            await self._reject(send, exc.http_status, exc)
+            return
+        if "text/event-stream" not in headers.get("accept", "text/event-stream"):
+            await self._reject(send, 406, InvalidRequest("Not Acceptable: GET needs Accept: text/event-stream"))
+            return
+        stream, position = session.standalone, session.standalone.seq
+        resume = parse_event_id(headers.get("last-event-id", ""))
+        if resume is not None:
+            found = session.stream(resume[0])
+            if found is not None:
+                stream, position = found, resume[1]
+        await self._serve(stream, position, receive, send, [], cancel_on_disconnect=False, plain=False)
+
+    async def _serve(
+        self,
+        stream: EventStream,
+        position: int,
+        receive: Any,
+        send: Any,
+        extra: list[tuple[bytes, bytes]],
+        *,
+        cancel_on_disconnect: bool,
+        plain: bool,
     ) -> None:
-        extra: list[tuple[bytes, bytes]] = []
-        if reply.session_id is not None:
-            extra.append((b"mcp-session-id", reply.session_id.encode()))
-        if request_id is not None:
-            extra.append((b"x-request-id", request_id.encode()))
-        if reply.message is None:
-            await respond(send, reply.status, headers=extra)
-            return
-        body = orjson.dumps(reply.message)
-        accept = headers.get("accept", "*/*")
-        if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
-            extra.append((b"cache-control", b"no-cache"))
-            await respond(
-                send, reply.status, sse_frame(body), content_type=b"text/event-stream", headers=extra
-            )
-            return
-        await respond(send, reply.status, body, headers=extra)
+        """Copy a stream to the HTTP response until it closes or the client goes away."""
+        stream.reader += 1
+        me = stream.reader
+        watcher: asyncio.Task[Any] | None = None
+        started = False
+        try:
+            while True:
+                if stream.closed and not started and plain and stream.seq <= 1:
+                    await self._plain(stream, send, extra)
+                    return
+                frames, position, _lost = stream.after(position)
+                if frames or (not plain and not started):
+                    if not started:
+                        started = True
+                        await self._start_sse(stream, send, extra)
+                        watcher = watcher or self._watch(receive, stream)
+                    await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+                if stream.closed or stream.reader != me:
+                    break
+                if watcher is None and cancel_on_disconnect:
+                    watcher = self._watch(receive, stream)
+                if watcher is not None and watcher.done():
+                    if cancel_on_disconnect and stream.owner is not None and not stream.closed:
+                        stream.owner.cancel()
+                    return
+                if not await stream.wait(self._keepalive):
+                    if not started:
+                        started = True
+                        await self._start_sse(stream, send, extra)
+                        watcher = watcher or self._watch(receive, stream)
+                    await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+
+    def _watch(self, receive: Any, stream: EventStream) -> asyncio.Task[Any]:
+        """A task that ends when the client disconnects, waking the stream's reader."""
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        task = asyncio.ensure_future(until_disconnect())
+        task.add_done_callback(lambda _: stream.wake())
+        return task
+
+    async def _plain(self, stream: EventStream, send: Any, extra: list[tuple[bytes, bytes]]) -> None:
+        headers = list(extra)
+        if stream.session_id is not None:
+            headers.append((b"mcp-session-id", stream.session_id.encode()))
+        body = stream.only_body()
+        await respond(
+            send,
+            202 if body is None and stream.status == 200 else stream.status,
+            body or b"",
+            headers=headers,
+        )
+
+    async def _start_sse(self, stream: EventStream, send: Any, extra: list[tuple[bytes, bytes]]) -> None:
+        headers = [*_SSE_HEADERS, *extra]
+        if stream.session_id is not None:
+            headers.append((b"mcp-session-id", stream.session_id.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        priming = stream.priming(self._retry_ms)
+        if priming:
+            await send({"type": "http.response.body", "body": priming, "more_body": True})
 
     async def _too_large(self, send: Any) -> None:
         exc = InvalidRequest(f"Request body exceeds the gateway's limit of {self._max_body} bytes")

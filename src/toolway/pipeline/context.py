@@ -9,6 +9,37 @@ from typing import Any, Protocol
 from toolway.protocol.versions import Era
 
 
+class Sink(Protocol):
+    """The way back to the client while its call runs.
+
+    `notify` queues a notification on this request's stream (progress, log
+    messages) without waiting, so notifications keep their order. `request` asks
+    the client something (sampling, elicitation, roots) and returns its result; it
+    raises `MissingClientCapability` when the client did not declare what the
+    method needs, and `UpstreamRpcError`-shaped errors when the client answers
+    with an error.
+    """
+
+    def notify(self, method: str, params: dict[str, Any]) -> None: ...
+
+    async def request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]: ...
+
+
+class NullSink:
+    """For calls nobody can be told about (the gateway's own catalog fetches)."""
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        return None
+
+    async def request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        from toolway.protocol.errors import MissingClientCapability
+
+        raise MissingClientCapability(f"no client is attached to relay {method!r} to")
+
+
+NULL_SINK = NullSink()
+
+
 @dataclass(slots=True)
 class Call:
     """One client request on its way through the gateway."""
@@ -23,6 +54,9 @@ class Call:
     scope: str | None = None  # set on /servers/<name>/mcp: only that server, names unchanged
     principal: str | None = None
     transport: str = "streamable-http"
+    sink: Sink = NULL_SINK
+    log_level: str | None = None  # the lowest level of log messages the client wants; None: none
+    subscriber: str | None = None  # who resources/subscribe registers (a handshake session id)
     # Filled in along the way, for logs and metrics.
     server: str | None = None
     target: str | None = None

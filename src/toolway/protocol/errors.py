@@ -68,6 +68,13 @@ class UnsupportedProtocolVersion(ToolwayError):
     http_status = 400
 
 
+class MissingClientCapability(ToolwayError):
+    """The server asked for something the client did not declare it can do."""
+
+    code = MISSING_CLIENT_CAPABILITY
+    http_status = 400
+
+
 class SessionRequired(InvalidRequest):
     """A handshake-era request without `Mcp-Session-Id`."""
 
@@ -125,6 +132,13 @@ MODERN_STATUS: Final = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
+
+
+class ClientRpcError(UpstreamRpcError):
+    """The client answered a relayed request with a JSON-RPC error: passed back as it is."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__("<client>", error)
 
 
 def to_error(exc: BaseException) -> dict[str, Any]:

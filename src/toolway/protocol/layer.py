@@ -1,15 +1,18 @@
 """The protocol layer: both eras in, one internal `Call` out, and the answer back in the caller's era.
 
 Transport-neutral: an ingress adapter hands over one decoded message with the
-transport facts it has (HTTP headers, session id, endpoint), and gets back a
-`Reply` to write. Era detection, handshake-era sessions and the stateless-era
-ladder live here and only here.
+transport facts it has (HTTP headers, session id, endpoint) and an `EventStream`;
+the layer writes everything the client must receive into that stream — early
+messages, then the final response — and closes it. Era detection, handshake-era
+sessions, the stateless-era ladder and the bridge between eras live here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,7 @@ from toolway.protocol import modern
 from toolway.protocol.bridge import adapt_result
 from toolway.protocol.errors import (
     HeaderMismatch,
+    InvalidParams,
     InvalidRequest,
     SessionNotFound,
     SessionRequired,
@@ -29,7 +33,10 @@ from toolway.protocol.errors import (
     modern_status,
     to_error,
 )
-from toolway.protocol.jsonrpc import Message
+from toolway.protocol.jsonrpc import Message, RequestId
+from toolway.protocol.logging_levels import valid as valid_level
+from toolway.protocol.mrtr import STATE_PREFIX, BridgeSink, Exchange, Parking
+from toolway.protocol.sinks import HandshakeSink
 from toolway.protocol.versions import (
     H_PROTOCOL_VERSION,
     HANDSHAKE_VERSIONS,
@@ -38,19 +45,17 @@ from toolway.protocol.versions import (
     MODERN_VERSIONS,
     negotiate_handshake,
 )
-from toolway.sessions.downstream import SessionTable
+from toolway.sessions.downstream import DownstreamSession, SessionTable
+from toolway.sessions.hub import LIST_CHANGED, Hub, Listener
+from toolway.sessions.streams import EventStream
 
 log = structlog.get_logger("toolway.protocol")
 
 SERVER_INFO = {"name": "toolway", "version": __version__}
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+_MAX_BRIDGE_ROUNDS = 16
 Capabilities = Callable[[str | None], dict[str, Any]]
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    message: dict[str, Any] | None = None  # None: nothing to send (202)
-    session_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -68,26 +73,27 @@ class Inbound:
 
 
 class ProtocolLayer:
-    def __init__(self, handler: Handler, sessions: SessionTable, capabilities: Capabilities) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        sessions: SessionTable,
+        capabilities: Capabilities,
+        hub: Hub,
+        parking: Parking,
+        *,
+        subscribe_upstream: Callable[[str, bool], Awaitable[None]],
+        on_log_level: Callable[[], None] = lambda: None,
+    ) -> None:
         self._handler = handler
         self._sessions = sessions
         self._capabilities = capabilities
+        self._hub = hub
+        self._parking = parking
+        self._on_log_level = on_log_level
+        self._subscribe_upstream = subscribe_upstream
+        self.closing = asyncio.Event()  # set at shutdown: long-lived listen streams end
 
-    async def handle(self, inbound: Inbound) -> Reply:
-        if self._is_modern(inbound):
-            return await self._modern(inbound)
-        return await self._handshake(inbound)
-
-    def end_session(self, session_id: str | None, path: str) -> Reply:
-        """Terminate a handshake-era session (HTTP DELETE)."""
-        if session_id is None:
-            return _failure(None, SessionRequired("Bad Request: Mcp-Session-Id header is required"))
-        if not self._sessions.end(session_id, path):
-            return _failure(None, SessionNotFound("Session not found"))
-        return Reply(200)
-
-    @staticmethod
-    def _is_modern(inbound: Inbound) -> bool:
+    def is_modern(self, inbound: Inbound) -> bool:
         """A stateless-era envelope in the body, or a non-handshake version header, means 2026-07-28.
 
         The body decides first, so a request whose header disagrees with its own
@@ -100,55 +106,199 @@ class ProtocolLayer:
         version = inbound.headers.get(H_PROTOCOL_VERSION) if inbound.headers is not None else None
         return version is not None and version not in HANDSHAKE_VERSIONS
 
-    async def _modern(self, inbound: Inbound) -> Reply:
+    async def handle(self, inbound: Inbound, stream: EventStream) -> None:
+        """Answer one message into `stream`, and close it (unless a parked call will)."""
+        stream.owner = asyncio.current_task()
+        try:
+            if self.is_modern(inbound):
+                await self._modern(inbound, stream)
+            else:
+                await self._handshake(inbound, stream)
+        except asyncio.CancelledError:
+            stream.close()
+            raise
+        except Exception as exc:  # A bug must still answer the client.
+            _fail(stream, inbound.message.id, _error(exc), 200)
+
+    def session(self, session_id: str | None, path: str) -> DownstreamSession:
+        """The live session for a GET or DELETE.
+
+        Raises:
+            SessionRequired, SessionNotFound.
+        """
+        if session_id is None:
+            raise SessionRequired("Bad Request: Mcp-Session-Id header is required")
+        session = self._sessions.get(session_id, path)
+        if session is None:
+            raise SessionNotFound("Session not found")
+        return session
+
+    def end_session(self, session_id: str | None, path: str) -> None:
+        """Terminate a handshake-era session (HTTP DELETE). Raises as `session`."""
+        self.session(session_id, path)
+        self._sessions.end(session_id or "", path)
+
+    # --- 2026-07-28 --------------------------------------------------------------------------
+
+    async def _modern(self, inbound: Inbound, stream: EventStream) -> None:
         msg = inbound.message
         if msg.kind != "request":
-            return Reply(202)  # No client-to-server notification means anything on this wire.
+            stream.status = 202  # No client-to-server notification means anything on this wire.
+            stream.close()
+            return
         assert msg.method is not None and msg.id is not None
         try:
             duplicated = modern.duplicated_routing_header(inbound.raw_headers)
             if duplicated is not None:
                 raise HeaderMismatch(f"{duplicated} header appears more than once")
             envelope = modern.check_request(msg.method, msg.params, inbound.headers)
-            if msg.method == "server/discover":
-                result = self._discover(inbound.scope)
-            else:
-                call = Call(
-                    method=msg.method,
-                    params=msg.params,
-                    era="modern",
-                    protocol_version=envelope.protocol_version,
-                    client_capabilities=envelope.client_capabilities,
-                    client_info=envelope.client_info,
-                    request_id=inbound.request_id,
-                    scope=inbound.scope,
-                    transport=inbound.transport,
-                )
-                result = await self._handler(call)
+        except ToolwayError as exc:
+            error = to_error(exc)
+            _fail(stream, msg.id, error, modern_status(error))
+            return
+        params = msg.params or {}
+        if msg.method == "server/discover":
+            _answer(stream, msg.id, adapt_result(msg.method, self._discover(inbound.scope), "modern"))
+            return
+        if msg.method == "subscriptions/listen":
+            await self._listen(msg.id, params, stream)
+            return
+        state = params.get("requestState")
+        if isinstance(state, str) and state.startswith(STATE_PREFIX):
+            self._resume(msg, params, state, stream)
+            return
+        exchange = Exchange(stream, msg.id)
+        sink = BridgeSink(exchange, envelope.client_capabilities, self._parking)
+        sink.task = asyncio.current_task()
+        meta_level = params["_meta"].get(META_LOG_LEVEL)
+        call = Call(
+            method=msg.method,
+            params=msg.params,
+            era="modern",
+            protocol_version=envelope.protocol_version,
+            client_capabilities=envelope.client_capabilities,
+            client_info=envelope.client_info,
+            request_id=inbound.request_id,
+            scope=inbound.scope,
+            transport=inbound.transport,
+            sink=sink,
+            log_level=meta_level if valid_level(meta_level) else None,
+        )
+        try:
+            result = await self._handler(call)
         except Exception as exc:
             error = _error(exc)
-            return Reply(modern_status(error), {"jsonrpc": "2.0", "id": msg.id, "error": error})
-        adapt_result(msg.method, result, "modern")
-        return Reply(200, {"jsonrpc": "2.0", "id": msg.id, "result": result})
+            # The exchange may be a retry's by now: answer on it, with its id.
+            _fail(sink.exchange.stream, sink.exchange.msg_id, error, modern_status(error))
+            return
+        _answer(sink.exchange.stream, sink.exchange.msg_id, adapt_result(msg.method, result, "modern"))
 
-    async def _handshake(self, inbound: Inbound) -> Reply:
+    def _resume(self, msg: Message, params: dict[str, Any], state: str, stream: EventStream) -> None:
+        """A retry of a parked call: hand it the answers and this exchange."""
+        assert msg.id is not None
+        try:
+            sink = self._parking.take(state)
+        except InvalidParams as exc:
+            error = to_error(exc)
+            _fail(stream, msg.id, error, modern_status(error))
+            return
+        responses = params.get("inputResponses")
+        sink.resume(Exchange(stream, msg.id), responses if isinstance(responses, dict) else {})
+
+    async def _listen(self, msg_id: RequestId, params: dict[str, Any], stream: EventStream) -> None:
+        """`subscriptions/listen`: a stream of session-level notifications until the client hangs up."""
+        raw = params.get("notifications")
+        wanted: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        flags = {
+            "notifications/tools/list_changed": "toolsListChanged",
+            "notifications/prompts/list_changed": "promptsListChanged",
+            "notifications/resources/list_changed": "resourcesListChanged",
+        }
+        methods = frozenset(m for m in LIST_CHANGED if wanted.get(flags[m]) is True)
+        uris = [u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)]
+        listener_id = f"listen-{secrets.token_hex(8)}"
+        self._hub.add(Listener(listener_id, stream, methods))
+        for uri in uris:
+            if self._hub.subscribe(listener_id, uri):
+                await self._subscribe_upstream(uri, True)
+        honoured: dict[str, Any] = {flags[m]: True for m in sorted(methods)}
+        if uris:
+            honoured["resourceSubscriptions"] = uris
+        stream.push(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/subscriptions/acknowledged",
+                "params": {"notifications": honoured},
+            }
+        )
+        try:
+            await self.closing.wait()
+            result = {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: msg_id}}
+            _answer(stream, msg_id, result)
+        finally:
+            for uri in self._hub.remove(listener_id):
+                with contextlib.suppress(Exception):
+                    await self._subscribe_upstream(uri, False)
+
+    # --- handshake era -----------------------------------------------------------------------
+
+    async def _handshake(self, inbound: Inbound, stream: EventStream) -> None:
         msg = inbound.message
         if inbound.session_id is None:
             if msg.kind == "request" and msg.method == "initialize":
-                return self._initialize(inbound)
-            return _failure(msg.id, SessionRequired("Bad Request: Mcp-Session-Id header is required"))
+                self._initialize(inbound, stream)
+            else:
+                exc = SessionRequired("Bad Request: Mcp-Session-Id header is required")
+                _fail(stream, msg.id, to_error(exc), exc.http_status)
+            return
         session = self._sessions.get(inbound.session_id, inbound.path)
         if session is None:
-            return _failure(msg.id, SessionNotFound("Session not found"))
-        if msg.kind == "notification":
-            if msg.method == "notifications/initialized":
-                session.initialized = True
-            return Reply(202)
-        if msg.kind == "response":
-            return Reply(202)
+            exc2 = SessionNotFound("Session not found")
+            _fail(stream, msg.id, to_error(exc2), exc2.http_status)
+            return
+        stream.session_id = None
+        if msg.kind != "request":
+            self._client_message(session, msg)
+            stream.status = 202
+            stream.close()
+            return
         assert msg.method is not None and msg.id is not None
         if msg.method == "initialize":
-            return _failure(msg.id, InvalidRequest("Invalid Request: this session is already initialized"))
+            _fail(stream, msg.id, to_error(InvalidRequest("Invalid Request: already initialized")), 200)
+            return
+        stream.with_ids = True
+        session.remember(stream)
+        session.inflight[msg.id] = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            result = await self._session_request(session, inbound, stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Inside a live session every error travels as JSON-RPC with HTTP 200:
+            # a 404 here would tell the client its session is gone.
+            _fail(stream, msg.id, _error(exc), 200)
+            return
+        finally:
+            session.inflight.pop(msg.id, None)
+        _answer(stream, msg.id, adapt_result(msg.method, result, "handshake"))
+
+    async def _session_request(
+        self, session: DownstreamSession, inbound: Inbound, stream: EventStream
+    ) -> dict[str, Any]:
+        msg = inbound.message
+        assert msg.method is not None
+        params = msg.params or {}
+        if msg.method == "logging/setLevel":
+            level = params.get("level")
+            if not valid_level(level):
+                raise InvalidParams(f"Invalid log level: {level!r}")
+            session.log_level = level
+            listener = self._hub.get(session.id)
+            if listener is not None:
+                listener.log_level = level
+            self._on_log_level()
+            return {}
+        sink = HandshakeSink(session, stream)
         call = Call(
             method=msg.method,
             params=msg.params,
@@ -159,17 +309,46 @@ class ProtocolLayer:
             request_id=inbound.request_id,
             scope=inbound.scope,
             transport=inbound.transport,
+            sink=sink,
+            log_level=session.log_level or "debug",
+            subscriber=session.id,
         )
-        try:
+        result = await self._handler(call)
+        # A stateless-era server asked for input: ask the client the old way, then retry.
+        for _ in range(_MAX_BRIDGE_ROUNDS):
+            if result.get("resultType") != "input_required":
+                return result
+            raw = result.get("inputRequests")
+            requests: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            responses = {}
+            for key, question in requests.items():
+                if isinstance(question, dict) and isinstance(question.get("method"), str):
+                    responses[key] = await sink.request(question["method"], question.get("params"))
+            retry = {**params, "inputResponses": responses}
+            if "requestState" in result:
+                retry["requestState"] = result["requestState"]
+            call.params = retry
             result = await self._handler(call)
-        except Exception as exc:
-            # Inside a live session every error travels as JSON-RPC with HTTP 200:
-            # a 404 here would tell the client its session is gone.
-            return Reply(200, {"jsonrpc": "2.0", "id": msg.id, "error": _error(exc)})
-        adapt_result(msg.method, result, "handshake")
-        return Reply(200, {"jsonrpc": "2.0", "id": msg.id, "result": result})
+        raise InvalidRequest(f"the server asked for input more than {_MAX_BRIDGE_ROUNDS} times")
 
-    def _initialize(self, inbound: Inbound) -> Reply:
+    def _client_message(self, session: DownstreamSession, msg: Message) -> None:
+        """A notification, or the client's answer to a request we relayed."""
+        if msg.kind == "response":
+            future = session.pending.get(msg.id)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(msg.raw)
+            return
+        if msg.method == "notifications/initialized":
+            session.initialized = True
+            if self._hub.get(session.id) is None:
+                self._hub.add(Listener(session.id, session.standalone, log_level=session.log_level or "debug"))
+        elif msg.method == "notifications/cancelled":
+            request_id = (msg.params or {}).get("requestId")
+            task = session.inflight.get(request_id)
+            if task is not None:
+                task.cancel()
+
+    def _initialize(self, inbound: Inbound, stream: EventStream) -> None:
         params = inbound.message.params or {}
         version = negotiate_handshake(params.get("protocolVersion"))
         capabilities = params.get("capabilities")
@@ -180,12 +359,16 @@ class ProtocolLayer:
             capabilities if isinstance(capabilities, dict) else {},
             info if isinstance(info, dict) else None,
         )
+        # Listening starts now, not at notifications/initialized: some clients never send it.
+        self._hub.add(Listener(session.id, session.standalone, log_level="debug"))
         result = {
             "protocolVersion": version,
             "capabilities": self._capabilities(inbound.scope),
             "serverInfo": SERVER_INFO,
         }
-        return Reply(200, {"jsonrpc": "2.0", "id": inbound.message.id, "result": result}, session.id)
+        stream.session_id = session.id
+        assert inbound.message.id is not None
+        _answer(stream, inbound.message.id, result)
 
     def _discover(self, scope: str | None) -> dict[str, Any]:
         return {
@@ -202,11 +385,19 @@ def new_request_id(incoming: str | None) -> str:
     return secrets.token_hex(8)
 
 
+def _answer(stream: EventStream, msg_id: RequestId, result: dict[str, Any]) -> None:
+    stream.push({"jsonrpc": "2.0", "id": msg_id, "result": result})
+    stream.close()
+
+
+def _fail(stream: EventStream, msg_id: RequestId | None, error: dict[str, Any], status: int) -> None:
+    if stream.empty:
+        stream.status = status
+    stream.push({"jsonrpc": "2.0", "id": msg_id, "error": error})
+    stream.close()
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     if not isinstance(exc, ToolwayError | UpstreamRpcError):
         log.exception("unexpected error while handling a call", exc_info=exc)
     return to_error(exc)
-
-
-def _failure(msg_id: Any, exc: ToolwayError) -> Reply:
-    return Reply(exc.http_status, {"jsonrpc": "2.0", "id": msg_id, "error": to_error(exc)})

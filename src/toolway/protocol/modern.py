@@ -79,9 +79,7 @@ def encode_header_value(value: str) -> str:
     return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
 
 
-def check_request(
-    method: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
-) -> Envelope:
+def check_request(method: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> Envelope:
     """Run the ladder over one stateless-era request.
 
     `headers` are the lowercase HTTP headers, or None on transports without them.
@@ -95,8 +93,7 @@ def check_request(
     meta = params.get("_meta") if params is not None else None
     if not isinstance(meta, Mapping):
         raise InvalidParams(
-            f"params._meta must be an object carrying {META_PROTOCOL_VERSION!r}"
-            f" and {META_CLIENT_CAPABILITIES!r}"
+            f"params._meta must be an object carrying {META_PROTOCOL_VERSION!r} and {META_CLIENT_CAPABILITIES!r}"
         )
     missing = [k for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if k not in meta]
     if missing:

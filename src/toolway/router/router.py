@@ -16,17 +16,19 @@ from toolway.registry.catalog import LISTS, param_headers
 from toolway.router.cursors import CursorCodec
 from toolway.router.names import split
 from toolway.router.view import View, build_view
+from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State, UpstreamConnection
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
-_LOCAL = frozenset({"ping", "initialize", "server/discover"})
+_LOCAL = frozenset({"ping", "initialize", "server/discover", "resources/subscribe", "resources/unsubscribe"})
 
 
 class Router:
-    def __init__(self, manager: ConnectionManager, *, page_size: int, cursors: CursorCodec) -> None:
+    def __init__(self, manager: ConnectionManager, hub: Hub, *, page_size: int, cursors: CursorCodec) -> None:
         self._manager = manager
+        self._hub = hub
         self._page_size = page_size
         self._cursors = cursors
         self._view = View(generation=-1)
@@ -35,8 +37,8 @@ class Router:
             "tools/call": self._tools_call,
             "prompts/get": self._prompts_get,
             "resources/read": self._by_uri,
-            "resources/subscribe": self._by_uri,
-            "resources/unsubscribe": self._by_uri,
+            "resources/subscribe": self._subscription,
+            "resources/unsubscribe": self._subscription,
             "completion/complete": self._complete,
             **{method: self._list for method in LISTS},
         }
@@ -97,6 +99,39 @@ class Router:
             raise UnknownTarget(f"Resource not found: no server offers {uri!r}", data={"uri": uri})
         return await self._forward(self._connection(owner), call, call.params)
 
+    async def _subscription(self, call: Call) -> dict[str, Any]:
+        """Count subscribers per URI; only the first subscribe and the last unsubscribe go upstream."""
+        if call.subscriber is None:
+            return await self._by_uri(call)
+        uri = (call.params or {}).get("uri")
+        if not isinstance(uri, str):
+            raise InvalidParams(f"{call.method} needs a string 'uri'")
+        call.target = uri
+        owner = call.scope or self.view().owner_of(uri) or self._sole_resource_server()
+        if owner is None:
+            raise UnknownTarget(f"Resource not found: no server offers {uri!r}", data={"uri": uri})
+        call.server = owner
+        on = call.method == "resources/subscribe"
+        changed = self._hub.subscribe(call.subscriber, uri) if on else self._hub.unsubscribe(call.subscriber, uri)
+        if changed:
+            await self.subscribe_upstream(uri, on, owner)
+        return {}
+
+    async def subscribe_upstream(self, uri: str, on: bool, owner: str | None = None) -> None:
+        """Subscribe (or unsubscribe) the gateway itself at the server that owns `uri`."""
+        owner = owner or self.view().owner_of(uri) or self._sole_resource_server()
+        conn = self._manager.get(owner) if owner else None
+        if conn is None:
+            return
+        if on:
+            conn.resource_subscriptions.add(uri)
+        else:
+            conn.resource_subscriptions.discard(uri)
+        if conn.negotiated is not None and conn.negotiated.era == "modern":
+            await conn.update_subscriptions()
+        else:
+            await conn.call("resources/subscribe" if on else "resources/unsubscribe", {"uri": uri})
+
     async def _complete(self, call: Call) -> dict[str, Any]:
         params = call.params or {}
         ref = params.get("ref")
@@ -115,9 +150,7 @@ class Router:
                 raise UnknownTarget(f"Unknown resource template: {ref['uri']!r}")
             call.target = ref["uri"]
             return await self._forward(self._connection(owner), call, params)
-        raise InvalidParams(
-            "completion/complete 'ref' must be a ref/prompt with a name or a ref/resource with a uri"
-        )
+        raise InvalidParams("completion/complete 'ref' must be a ref/prompt with a name or a ref/resource with a uri")
 
     async def _passthrough(self, call: Call) -> dict[str, Any]:
         conn = self._connection(call.scope or "")
@@ -160,6 +193,8 @@ class Router:
             client_capabilities=call.client_capabilities,
             client_info=call.client_info,
             headers=headers,
+            sink=call.sink,
+            log_level=call.log_level,
         )
 
     def _connection(self, name: str) -> UpstreamConnection:
@@ -169,9 +204,7 @@ class Router:
         return conn
 
     def _sole_resource_server(self) -> str | None:
-        offering = [
-            c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities
-        ]
+        offering = [c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities]
         return offering[0] if len(offering) == 1 else None
 
 

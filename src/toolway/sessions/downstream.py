@@ -7,12 +7,18 @@ longest is dropped, and its client gets the spec's 404 and initializes again.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from toolway.clock import Clock
+from toolway.sessions.streams import EventStream
+
+_MAX_STREAMS = 32  # streams remembered per session for Last-Event-ID resumption
 
 
 @dataclass(slots=True)
@@ -24,11 +30,52 @@ class DownstreamSession:
     client_info: dict[str, Any] | None
     last_seen: float
     initialized: bool = False
+    log_level: str | None = None  # set by logging/setLevel; None: whatever the servers send
+    # Server->client requests awaiting the client's answer, by the id we gave them.
+    pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    # The client's requests in progress, by its id, so notifications/cancelled can stop them.
+    inflight: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
+    standalone: EventStream = field(default_factory=lambda: EventStream(with_ids=True))
+    streams: OrderedDict[str, EventStream] = field(default_factory=OrderedDict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def next_request_id(self) -> str:
+        return f"tw-{next(self._ids)}"
+
+    def remember(self, stream: EventStream) -> None:
+        """Keep a POST's stream for resumption; the oldest is forgotten past the bound."""
+        self.streams[stream.id] = stream
+        while len(self.streams) > _MAX_STREAMS:
+            self.streams.popitem(last=False)
+
+    def stream(self, stream_id: str) -> EventStream | None:
+        if stream_id == self.standalone.id:
+            return self.standalone
+        return self.streams.get(stream_id)
+
+    def close(self) -> None:
+        """The session is over: its streams end, its pending questions fail."""
+        self.standalone.close()
+        for stream in self.streams.values():
+            stream.close()
+        for future in self.pending.values():
+            if not future.done():
+                future.cancel()
+        for task in self.inflight.values():
+            task.cancel()
 
 
 class SessionTable:
-    def __init__(self, clock: Clock, *, max_sessions: int, idle_seconds: float) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_sessions: int,
+        idle_seconds: float,
+        on_end: Callable[[DownstreamSession], None] | None = None,
+    ) -> None:
         self._clock = clock
+        self._on_end = on_end
         self._max = max_sessions
         self._idle = idle_seconds
         self._sessions: OrderedDict[str, DownstreamSession] = OrderedDict()  # least recently seen first
@@ -45,7 +92,7 @@ class SessionTable:
     ) -> DownstreamSession:
         self._expire()
         while len(self._sessions) >= self._max:
-            self._sessions.popitem(last=False)
+            self._ended(self._sessions.popitem(last=False)[1])
         session = DownstreamSession(
             id=secrets.token_hex(16),
             path=path,
@@ -64,7 +111,7 @@ class SessionTable:
             return None
         now = self._clock.now()
         if now - session.last_seen > self._idle:
-            del self._sessions[session_id]
+            self._ended(self._sessions.pop(session_id))
             return None
         session.last_seen = now
         self._sessions.move_to_end(session_id)
@@ -74,8 +121,21 @@ class SessionTable:
         """End a live session; False if it is unknown, expired or belongs to another endpoint."""
         if self.get(session_id, path) is None:
             return False
-        del self._sessions[session_id]
+        self._ended(self._sessions.pop(session_id))
         return True
+
+    def all(self) -> list[DownstreamSession]:
+        return list(self._sessions.values())
+
+    def close_all(self) -> None:
+        for session in list(self._sessions.values()):
+            self._ended(session)
+        self._sessions.clear()
+
+    def _ended(self, session: DownstreamSession) -> None:
+        session.close()
+        if self._on_end is not None:
+            self._on_end(session)
 
     def _expire(self) -> None:
         cutoff = self._clock.now() - self._idle
@@ -83,4 +143,4 @@ class SessionTable:
             oldest = next(iter(self._sessions.values()))
             if oldest.last_seen >= cutoff:
                 break
-            self._sessions.popitem(last=False)
+            self._ended(self._sessions.popitem(last=False)[1])

@@ -16,6 +16,7 @@ from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.http import new_client_session
 
 Listener = Callable[[UpstreamConnection], None]
+NotificationListener = Callable[[UpstreamConnection, dict[str, Any]], None]
 
 
 class ConnectionManager:
@@ -32,6 +33,7 @@ class ConnectionManager:
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
+        self._notification_listeners: list[NotificationListener] = []
         self.connections: dict[str, UpstreamConnection] = {}
         self.generation = 0
 
@@ -39,6 +41,10 @@ class ConnectionManager:
         """Call `listener` on every change; returns the function that unsubscribes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def on_notification(self, listener: NotificationListener) -> None:
+        """Call `listener` with every session-level notification a server sends."""
+        self._notification_listeners.append(listener)
 
     def get(self, name: str) -> UpstreamConnection | None:
         return self.connections.get(name)
@@ -54,7 +60,7 @@ class ConnectionManager:
         for server in self._config.servers:
             if not server.enabled:
                 continue
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed)
+            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
             self.connections[server.name] = conn
             task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
             self._supervisors.append(task)
@@ -86,6 +92,10 @@ class ConnectionManager:
             await group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
+
+    def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
+        for listener in self._notification_listeners:
+            listener(conn, msg)
 
     def _changed(self, conn: UpstreamConnection) -> None:
         self.generation += 1

@@ -19,6 +19,7 @@ import structlog
 
 from toolway.clock import Clock
 from toolway.config.model import HttpServerConfig, StdioServerConfig
+from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -50,12 +51,16 @@ class UpstreamConnection:
         http: aiohttp.ClientSession,
         clock: Clock,
         on_change: Callable[[UpstreamConnection], None],
+        on_notification: Callable[[UpstreamConnection, dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self._http = http
         self._clock = clock
         self._on_change = on_change
+        self._on_notification = on_notification
+        self.resource_subscriptions: set[str] = set()  # URIs some client subscribed to here
+        self._listen: asyncio.Task[None] | None = None
         self.state = State.CONNECTING
         self.last_error: str | None = None
         self.negotiated: Negotiated | None = None
@@ -99,8 +104,10 @@ class UpstreamConnection:
         client_capabilities: dict[str, Any] | None = None,
         client_info: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sink: Sink | None = None,
+        log_level: str | None = None,
     ) -> dict[str, Any]:
-        """Call the server within its deadline.
+        """Call the server within its deadline. `sink` carries what the server sends meanwhile.
 
         Raises:
             UpstreamUnavailable: the server is down, or went down during the call.
@@ -121,7 +128,14 @@ class UpstreamConnection:
                     client_info=client_info,
                     headers=headers,
                     msg_id=msg_id,
+                    sink=sink,
+                    log_level=log_level,
                 )
+        except asyncio.CancelledError:
+            # The client cancelled (or went away, in the stateless era): so does the server.
+            if self._spawn is not None:
+                self._spawn(_quietly(client.cancel(msg_id, "the client cancelled the request")))
+            raise
         except TimeoutError:
             if self._spawn is not None:
                 self._spawn(_quietly(client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
@@ -163,7 +177,13 @@ class UpstreamConnection:
         self._settled.clear()
         self._lost.clear()
         channel = self._new_channel()
-        client = UpstreamClient(self.name, channel, era=self.config.era)
+        client = UpstreamClient(
+            self.name,
+            channel,
+            era=self.config.era,
+            spawn=self._spawn,
+            on_session_message=self._session_message,
+        )
         try:
             async with asyncio.timeout(self.config.timeouts.connect):
                 negotiated = await client.connect()
@@ -179,6 +199,7 @@ class UpstreamConnection:
             self._on_change(self)
             return False
         self.state, self.last_error = State.READY, None
+        self._start_listening()
         log.info(
             "upstream connected",
             server=self.name,
@@ -214,11 +235,103 @@ class UpstreamConnection:
             self._on_change(self)
         self._lost.set()
 
+    async def update_subscriptions(self) -> None:
+        """The set of subscribed URIs changed: tell the server (its era decides how)."""
+        if self.negotiated is not None and self.negotiated.era == "modern":
+            self._start_listening()  # A stateless-era server learns them from a new listen stream.
+
+    def _session_message(self, msg: dict[str, Any]) -> None:
+        method = msg.get("method")
+        if method in _LIST_CHANGED and self._spawn is not None:
+            self._spawn(self._refresh_then_tell(msg))
+        elif self._on_notification is not None:
+            self._on_notification(self, msg)
+
+    async def _refresh_then_tell(self, msg: dict[str, Any]) -> None:
+        # Refresh first, so a client that lists again on the news sees the new list.
+        await self.refresh_catalog()
+        if self._on_notification is not None:
+            self._on_notification(self, msg)
+
+    def _start_listening(self) -> None:
+        """Hold the server's own stream open for messages outside any request."""
+        if self._listen is not None:
+            self._listen.cancel()
+            self._listen = None
+        client, negotiated = self._client, self.negotiated
+        if client is None or negotiated is None or self._spawn is None:
+            return
+        if negotiated.era == "handshake" and not isinstance(client.channel, HttpChannel):
+            return  # stdio: everything already arrives on stdout.
+
+        async def listen() -> None:
+            self._listen = asyncio.current_task()
+            try:
+                await self._listen_once(client, negotiated)
+            except ChannelClosed as exc:
+                log.info("upstream stream closed", server=self.name, reason=str(exc))
+            except (UpstreamError, UpstreamRpcError) as exc:
+                log.info("upstream listen refused", server=self.name, reason=str(exc))
+
+        self._spawn(listen())
+
+    async def _listen_once(self, client: UpstreamClient, negotiated: Negotiated) -> None:
+        channel = client.channel
+        if negotiated.era == "handshake":
+            assert isinstance(channel, HttpChannel)
+            reason = await channel.listen(
+                client.on_message, None, {"MCP-Protocol-Version": negotiated.protocol_version}
+            )
+            log.info("upstream GET stream ended", server=self.name, reason=reason)
+            return
+        caps = negotiated.capabilities
+        wanted: dict[str, Any] = {}
+        for key, flag in (
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ):
+            if isinstance(caps.get(key), dict) and caps[key].get("listChanged"):
+                wanted[flag] = True
+        if (
+            self.resource_subscriptions
+            and isinstance(caps.get("resources"), dict)
+            and caps["resources"].get("subscribe")
+        ):
+            wanted["resourceSubscriptions"] = sorted(self.resource_subscriptions)
+        if not wanted:
+            return
+        params = {"notifications": wanted}
+        if isinstance(channel, HttpChannel):
+            params, headers = client._modern("subscriptions/listen", params, {}, None, None)
+            message = {
+                "jsonrpc": "2.0",
+                "id": client.next_id(),
+                "method": "subscriptions/listen",
+                "params": params,
+            }
+            reason = await channel.listen(client.on_message, message, headers)
+            log.info("upstream listen stream ended", server=self.name, reason=reason)
+        else:
+            await client.request("subscriptions/listen", params)  # stdio: answered only when it ends
+
     async def _drop_client(self) -> None:
+        if self._listen is not None:
+            self._listen.cancel()
+            self._listen = None
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+_LIST_CHANGED = frozenset(
+    {
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    }
+)
 
 
 def _describe(exc: BaseException, connect_timeout: float) -> str:

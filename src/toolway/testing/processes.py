@@ -75,9 +75,7 @@ def _upstream_args(name: str, transport: str, *, era: str, extra_tools: int, pag
     return args
 
 
-def stdio_upstream_command(
-    name: str, *, era: str = "both", extra_tools: int = 0, page_size: int = 0
-) -> list[str]:
+def stdio_upstream_command(name: str, *, era: str = "both", extra_tools: int = 0, page_size: int = 0) -> list[str]:
     """The command line that runs the fixture upstream ``name`` over stdio (``argv[0]`` first)."""
     return _upstream_args(name, "stdio", era=era, extra_tools=extra_tools, page_size=page_size)
 

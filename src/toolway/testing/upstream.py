@@ -294,9 +294,7 @@ class _ReadyServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _serve_http(
-    server: MCPServer, *, era: str, port: int, json_response: bool, stateless: bool
-) -> None:
+async def _serve_http(server: MCPServer, *, era: str, port: int, json_response: bool, stateless: bool) -> None:
     app: ASGIApp = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
     if era == "handshake":
         app = HandshakeOnlyApp(app, stateless=stateless)
@@ -364,9 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help="the upstream's name, used in its outputs")
     parser.add_argument("--transport", choices=TRANSPORTS, default="stdio")
     parser.add_argument("--era", choices=ERAS, default="both", help="handshake: act like a pre-2026 server")
-    parser.add_argument(
-        "--port", type=int, default=None, help="http: port on 127.0.0.1 (default 0, ephemeral)"
-    )
+    parser.add_argument("--port", type=int, default=None, help="http: port on 127.0.0.1 (default 0, ephemeral)")
     responses = parser.add_mutually_exclusive_group()
     responses.add_argument("--json-response", dest="json_response", action="store_true", default=None)
     responses.add_argument("--sse-response", dest="json_response", action="store_false")
@@ -396,9 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--port must be between 0 and 65535")
 
     # Before the SDK can configure logging: stderr only, WARNING and up.
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     server = build_server(args.name, extra_tools=args.extra_tools, page_size=args.page_size)
     logging.getLogger().setLevel(logging.WARNING)
     # Until uvicorn or the stdio loop install their own handlers: a SIGTERM right after the

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
+
+OnMessage = Callable[[dict[str, Any]], None]
 
 
 class ChannelClosed(Exception):
@@ -17,14 +20,20 @@ class Channel(Protocol):
     """Carries JSON-RPC messages to one upstream server and brings the answers back.
 
     `roundtrip` returns the response message (with `result` or `error`) for the
-    request's id; `headers` are per-message transport headers (HTTP only).
+    request's id. Messages the server sends on that request's own stream before the
+    response go to `on_message`, in order; messages it sends outside any request go
+    to the channel's session-level callback. `headers` are per-message transport
+    headers (HTTP only).
     """
 
     session_id: str | None
+    attributes_messages: bool  # True when messages arrive on the request's own stream (HTTP)
 
     async def open(self) -> None: ...
 
-    async def roundtrip(self, message: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]: ...
+    async def roundtrip(
+        self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None = None
+    ) -> dict[str, Any]: ...
 
     async def notify(self, message: dict[str, Any], headers: dict[str, str]) -> None: ...
 

@@ -1,26 +1,26 @@
 """Streamable HTTP upstream adapter over a shared, pooled aiohttp client.
 
 One POST per message. The answer is JSON or an SSE stream; on a stream, the
-response with the request's id ends the exchange and any message before it is
-handed to `on_message` (notifications ride on the same stream).
+response with the request's id ends the exchange and every message before it is
+handed to the request's `on_message` (progress, log messages, server requests).
+`listen` holds the server's own stream open — the GET stream of a handshake-era
+session, or a `subscriptions/listen` POST — for messages outside any request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
 from toolway.protocol.versions import H_SESSION_ID
-from toolway.upstream.channel import ChannelClosed, SessionExpired
+from toolway.upstream.channel import ChannelClosed, OnMessage, SessionExpired
 from toolway.upstream.sse import SSEParser
-
-MessageSink = Callable[[dict[str, Any]], None]
 
 _BASE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 _MAX_BODY = 64 * 1024 * 1024
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
 
 
 class UpstreamHttpError(Exception):
@@ -30,24 +30,18 @@ class UpstreamHttpError(Exception):
 def new_client_session() -> aiohttp.ClientSession:
     """The gateway's one pooled client. Keep-alive idles out before typical servers' 5 s."""
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0)
-    return aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+    return aiohttp.ClientSession(connector=connector, timeout=_NO_TIMEOUT)
 
 
 class HttpChannel:
-    """A Streamable HTTP upstream endpoint. Not thread-safe; one per upstream session."""
+    """A Streamable HTTP upstream endpoint. One per upstream session."""
 
-    def __init__(
-        self,
-        url: str,
-        headers: dict[str, str],
-        http: aiohttp.ClientSession,
-        *,
-        on_message: MessageSink | None = None,
-    ) -> None:
+    attributes_messages = True
+
+    def __init__(self, url: str, headers: dict[str, str], http: aiohttp.ClientSession) -> None:
         self._url = url
         self._headers = {**_BASE_HEADERS, **headers}
         self._http = http
-        self._on_message = on_message
         self.session_id: str | None = None
 
     def describe(self) -> str:
@@ -56,14 +50,39 @@ class HttpChannel:
     async def open(self) -> None:
         self.session_id = None
 
-    async def roundtrip(self, message: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        answer = await self._post(message, headers)
+    async def roundtrip(
+        self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None = None
+    ) -> dict[str, Any]:
+        answer = await self._post(message, headers, on_message)
         if answer is None:
             raise UpstreamHttpError("the server answered a request with 202 and no response")
         return answer
 
     async def notify(self, message: dict[str, Any], headers: dict[str, str]) -> None:
-        await self._post(message, headers)
+        await self._post(message, headers, None)
+
+    async def listen(self, on_message: OnMessage, message: dict[str, Any] | None, headers: dict[str, str]) -> str:
+        """Hold the server's stream open and pass on its messages until it ends.
+
+        With `message` None: the session's GET stream; otherwise a POST (e.g.
+        `subscriptions/listen`). Returns why the stream ended; `ChannelClosed` when
+        the connection failed.
+        """
+        all_headers = self._with_session({**self._headers, **headers})
+        try:
+            if message is None:
+                ctx = self._http.get(self._url, headers=all_headers)
+            else:
+                ctx = self._http.post(self._url, data=orjson.dumps(message), headers=all_headers)
+            async with ctx as resp:
+                if resp.status == 405:
+                    return "the server offers no stream here (405)"
+                if resp.status >= 400 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    return f"the server refused the stream (HTTP {resp.status})"
+                await self._pump(resp, None, on_message)
+                return "the server ended the stream"
+        except aiohttp.ClientError as exc:
+            raise ChannelClosed(f"stream from {self._url} failed: {exc}") from None
 
     async def close(self) -> None:
         if self.session_id is None:
@@ -77,13 +96,19 @@ class HttpChannel:
         except (aiohttp.ClientError, TimeoutError):
             pass
 
-    async def _post(self, message: dict[str, Any], headers: dict[str, str]) -> dict[str, Any] | None:
-        all_headers = {**self._headers, **headers}
+    def _with_session(self, headers: dict[str, str]) -> dict[str, str]:
         if self.session_id is not None:
-            all_headers["Mcp-Session-Id"] = self.session_id
+            headers["Mcp-Session-Id"] = self.session_id
+        return headers
+
+    async def _post(
+        self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None
+    ) -> dict[str, Any] | None:
+        all_headers = self._with_session({**self._headers, **headers})
         try:
             async with self._http.post(self._url, data=orjson.dumps(message), headers=all_headers) as resp:
-                return await self._read(resp, message.get("id"), "Mcp-Session-Id" in all_headers)
+                want_id = message.get("id") if "method" in message else None  # None: nothing to wait for
+                return await self._read(resp, want_id, "Mcp-Session-Id" in all_headers, on_message)
         except aiohttp.ClientConnectorError as exc:
             raise ChannelClosed(f"cannot connect to {self._url}: {exc.os_error or exc}") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
@@ -92,7 +117,7 @@ class HttpChannel:
             raise ChannelClosed(f"HTTP error talking to {self._url}: {exc}") from None
 
     async def _read(
-        self, resp: aiohttp.ClientResponse, want_id: Any, had_session: bool
+        self, resp: aiohttp.ClientResponse, want_id: Any, had_session: bool, on_message: OnMessage | None
     ) -> dict[str, Any] | None:
         if resp.status == 404 and had_session:
             raise SessionExpired(self._url)
@@ -103,7 +128,10 @@ class HttpChannel:
             return None
         ctype = resp.headers.get("Content-Type", "")
         if ctype.startswith("text/event-stream") and resp.status < 300:
-            return await self._read_stream(resp, want_id)
+            answer = await self._pump(resp, want_id, on_message)
+            if answer is None:
+                raise ChannelClosed(f"{self._url} closed the response stream before answering")
+            return answer
         body = await resp.content.read(_MAX_BODY)
         try:
             answer = orjson.loads(body)
@@ -114,18 +142,26 @@ class HttpChannel:
             return answer
         raise UpstreamHttpError(f"HTTP {resp.status} with a body that is not a JSON-RPC response")
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, want_id: Any) -> dict[str, Any]:
+    async def _pump(
+        self, resp: aiohttp.ClientResponse, want_id: Any, on_message: OnMessage | None
+    ) -> dict[str, Any] | None:
+        """Read SSE events; return the response to `want_id`, handing everything else on."""
         parser = SSEParser()
-        async for chunk in resp.content.iter_any():
-            for event in parser.feed(chunk):
-                if event.event != "message" or not event.data:
-                    continue
-                try:
-                    msg = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamHttpError("an SSE event carried invalid JSON") from None
-                if isinstance(msg, dict) and msg.get("id") == want_id and ("result" in msg or "error" in msg):
-                    return msg
-                if self._on_message is not None and isinstance(msg, dict):
-                    self._on_message(msg)
-        raise ChannelClosed(f"{self._url} closed the response stream before answering")
+        try:
+            async for chunk in resp.content.iter_any():
+                for event in parser.feed(chunk):
+                    if event.event != "message" or not event.data:
+                        continue
+                    try:
+                        msg = orjson.loads(event.data)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamHttpError("an SSE event carried invalid JSON") from None
+                    if not isinstance(msg, dict):
+                        continue
+                    if want_id is not None and msg.get("id") == want_id and "method" not in msg:
+                        return msg
+                    if on_message is not None:
+                        on_message(msg)
+        except ValueError as exc:
+            raise UpstreamHttpError(str(exc)) from None
+        return None

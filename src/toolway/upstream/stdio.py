@@ -26,9 +26,14 @@ _TERM_GRACE = 5.0
 
 
 class StdioChannel:
-    """One child process. Responses are matched to requests by JSON-RPC id."""
+    """One child process. Responses are matched to requests by JSON-RPC id.
+
+    Everything else the child writes goes to `on_message`: the stdio wire does not
+    say which request a log line or a server request belongs to.
+    """
 
     session_id: str | None = None
+    attributes_messages = False
 
     def __init__(
         self,
@@ -45,11 +50,10 @@ class StdioChannel:
         self._command = command
         self._env = env
         self._cwd = cwd
-        self._on_message = on_message
+        self.on_message = on_message
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._replies: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         self._closed_reason: str | None = None
 
@@ -81,7 +85,9 @@ class StdioChannel:
             asyncio.create_task(self._read_stderr(), name=f"stdio-err-{self._server}"),
         ]
 
-    async def roundtrip(self, message: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    async def roundtrip(
+        self, message: dict[str, Any], headers: dict[str, str], on_message: MessageSink | None = None
+    ) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         msg_id = message["id"]
         self._pending[msg_id] = future
@@ -98,7 +104,7 @@ class StdioChannel:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             await _terminate(proc)
-        tasks = [*self._tasks, *self._replies]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -146,31 +152,15 @@ class StdioChannel:
             if future is not None and not future.done():
                 future.set_result(msg)
             return
-        if "method" in msg and "id" in msg:
-            # A server->client request with nobody to relay it to must not hang the server.
-            task = asyncio.create_task(self._answer_unrelayed(msg))
-            self._replies.add(task)
-            task.add_done_callback(self._replies.discard)
-        if self._on_message is not None:
-            self._on_message(msg)
-
-    async def _answer_unrelayed(self, msg: dict[str, Any]) -> None:
-        if msg["method"] == "ping":
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": msg["id"], "result": {}}
-        else:
-            error = {"code": -32601, "message": f"the gateway does not relay {msg['method']!r}"}
-            reply = {"jsonrpc": "2.0", "id": msg["id"], "error": error}
-        with contextlib.suppress(ChannelClosed):
-            await self._write(reply)
+        if self.on_message is not None and isinstance(msg.get("method"), str):
+            self.on_message(msg)
 
     async def _read_stderr(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stderr is not None
         with contextlib.suppress(ValueError, asyncio.LimitOverrunError):
             while line := await proc.stderr.readline():
-                log.info(
-                    "upstream stderr", server=self._server, line=line.decode("utf-8", "replace").rstrip()
-                )
+                log.info("upstream stderr", server=self._server, line=line.decode("utf-8", "replace").rstrip())
 
     def _fail_pending(self, reason: str) -> None:
         self._closed_reason = reason

@@ -51,9 +51,7 @@ def test_to_error_for_local_errors(cls: type[ToolwayError], code: int, http_stat
     assert str(exc) == "something specific"
 
 
-@pytest.mark.parametrize(
-    "data", [{"supported": ["2026-07-28"], "requested": "x"}, [1, 2], "text", 0, False, {}]
-)
+@pytest.mark.parametrize("data", [{"supported": ["2026-07-28"], "requested": "x"}, [1, 2], "text", 0, False, {}])
 def test_to_error_carries_data(data: Any) -> None:
     err = to_error(UnsupportedProtocolVersion("Unsupported protocol version", data=data))
     assert err == {"code": -32022, "message": "Unsupported protocol version", "data": data}

@@ -27,9 +27,7 @@ V = MODERN_VERSIONS[-1]
 UNSUPPORTED = "2099-01-01"
 
 
-def _meta(
-    version: Any = V, caps: Any = None, info: Any = None, *, drop: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def _meta(version: Any = V, caps: Any = None, info: Any = None, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     meta: dict[str, Any] = {
         META_PROTOCOL_VERSION: version,
         META_CLIENT_CAPABILITIES: {} if caps is None else caps,
@@ -187,9 +185,7 @@ def test_name_header_mismatch(method: str, key: str, value: str, header: str | N
 
 
 @pytest.mark.parametrize(("method", "key"), [(m, k) for m, k, _ in NAME_CASES])
-@pytest.mark.parametrize(
-    "value", ["日本語ツール", " leading-space", "trailing ", "tab\there", "=?base64?x?="]
-)
+@pytest.mark.parametrize("value", ["日本語ツール", " leading-space", "trailing ", "tab\there", "=?base64?x?="])
 def test_base64_sentinel_name_header_matches(method: str, key: str, value: str) -> None:
     params = _params(_meta(), **{key: value})
     modern.check_request(method, params, _headers(method, name=_b64(value)))

@@ -59,9 +59,7 @@ async def test_nothing_declared_fetches_nothing() -> None:
         ({"logging": {}, "completions": {}, "experimental": {}}, []),
     ],
 )
-async def test_only_declared_capabilities_are_fetched(
-    capabilities: dict[str, Any], methods: list[str]
-) -> None:
+async def test_only_declared_capabilities_are_fetched(capabilities: dict[str, Any], methods: list[str]) -> None:
     server = FakeServer()
     cat = await fetch_catalog(capabilities, server)
     assert [m for m, _ in server.calls] == methods
@@ -142,9 +140,7 @@ async def test_non_list_page_contributes_nothing(page: Any) -> None:
 
 
 async def test_non_object_items_are_dropped() -> None:
-    server = FakeServer(
-        {("tools/list", None): {"tools": [{"name": "a"}, "b", 3, None, ["c"], {"name": "d"}]}}
-    )
+    server = FakeServer({("tools/list", None): {"tools": [{"name": "a"}, "b", 3, None, ["c"], {"name": "d"}]}})
     cat = await fetch_catalog({"tools": {}}, server)
     assert cat.get("tools/list") == ({"name": "a"}, {"name": "d"})
 
@@ -168,9 +164,7 @@ async def test_items_are_kept_as_sent() -> None:
         (["60000", 500], 500),
     ],
 )
-async def test_ttl_is_the_smallest_integer_ttl_over_all_pages_and_lists(
-    ttls: list[Any], expected: Any
-) -> None:
+async def test_ttl_is_the_smallest_integer_ttl_over_all_pages_and_lists(ttls: list[Any], expected: Any) -> None:
     pages: dict[tuple[str, str | None], dict[str, Any]] = {}
     methods = list(LISTS)
     for i, ttl in enumerate(ttls):

@@ -94,9 +94,7 @@ def catalog(
 
 
 def conn(name: str, cat: ServerCatalog | None = None, negotiated: Negotiated | None = None) -> Conn:
-    return Conn(
-        name, cat if cat is not None else catalog(), negotiated if negotiated is not None else modern()
-    )
+    return Conn(name, cat if cat is not None else catalog(), negotiated if negotiated is not None else modern())
 
 
 def view(*conns: Conn, generation: int = 1) -> View:
@@ -120,9 +118,7 @@ def test_generation_is_kept() -> None:
 
 
 def test_tools_and_prompts_are_namespaced_in_config_order() -> None:
-    a = conn(
-        "alpha", catalog(tools=[{"name": "t1", "description": "d"}, {"name": "t2"}], prompts=[{"name": "p"}])
-    )
+    a = conn("alpha", catalog(tools=[{"name": "t1", "description": "d"}, {"name": "t2"}], prompts=[{"name": "p"}]))
     b = conn("beta_x", catalog(tools=[{"name": "t1", "inputSchema": {"type": "object"}}]))
     v = view(a, b)
     assert v.lists["tools/list"] == [
@@ -246,9 +242,7 @@ def test_ttl_is_the_smallest(ttls: list[int | None], expected: int) -> None:
         ([(False, None)], True),  # never negotiated
     ],
 )
-def test_private_if_any_private_or_handshake_server(
-    servers: list[tuple[bool, str | None]], private: bool
-) -> None:
+def test_private_if_any_private_or_handshake_server(servers: list[tuple[bool, str | None]], private: bool) -> None:
     conns = []
     for i, (is_private, era) in enumerate(servers):
         negotiated = modern() if era == "modern" else handshake() if era == "handshake" else None

@@ -108,9 +108,7 @@ def test_end_only_ends_that_session(clock: FakeClock) -> None:
     assert t.get(b.id, PATH) is b
 
 
-@pytest.mark.parametrize(
-    ("idle", "alive"), [(0.0, True), (59.9, True), (60.0, True), (60.001, False), (1e6, False)]
-)
+@pytest.mark.parametrize(("idle", "alive"), [(0.0, True), (59.9, True), (60.0, True), (60.001, False), (1e6, False)])
 def test_idle_expiry_on_get(clock: FakeClock, idle: float, alive: bool) -> None:
     t = table(clock, idle_seconds=60.0)
     s = new(t)

@@ -164,9 +164,7 @@ def test_oversized_single_line_raises() -> None:
 def test_oversized_event_spanning_chunks_raises(chunked: bool) -> None:
     stream = b"data: " + b"x" * 200 + b"\n\n"
     with pytest.raises(ValueError, match="exceeded"):
-        feed_all(
-            byte_by_byte(stream) if chunked else [stream[:150], stream[150:]], SSEParser(max_event_bytes=100)
-        )
+        feed_all(byte_by_byte(stream) if chunked else [stream[:150], stream[150:]], SSEParser(max_event_bytes=100))
 
 
 def test_oversized_event_inside_one_chunk_raises() -> None:

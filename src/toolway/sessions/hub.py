@@ -1,0 +1,97 @@
+"""Session-level notifications, fanned out to the clients that asked for them.
+
+Listeners are handshake-era sessions (their GET stream) and stateless-era
+`subscriptions/listen` streams. Resource subscriptions are counted per URI, so the
+gateway subscribes upstream once for the first listener and unsubscribes after
+the last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolway.protocol.logging_levels import admits
+from toolway.sessions.streams import EventStream
+
+LIST_CHANGED = (
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+)
+
+
+@dataclass
+class Listener:
+    id: str
+    stream: EventStream
+    list_changed: frozenset[str] = frozenset(LIST_CHANGED)  # methods it wants
+    log_level: str | None = None
+    uris: set[str] = field(default_factory=set)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._listeners: dict[str, Listener] = {}
+        self._by_uri: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def add(self, listener: Listener) -> None:
+        self._listeners[listener.id] = listener
+
+    def get(self, listener_id: str) -> Listener | None:
+        return self._listeners.get(listener_id)
+
+    def remove(self, listener_id: str) -> list[str]:
+        """Drop a listener; returns the URIs nobody is subscribed to any more."""
+        listener = self._listeners.pop(listener_id, None)
+        if listener is None:
+            return []
+        return [uri for uri in list(listener.uris) if self.unsubscribe(listener_id, uri, listener)]
+
+    def subscribe(self, listener_id: str, uri: str) -> bool:
+        """True when this is the URI's first subscriber (subscribe upstream)."""
+        listener = self._listeners.get(listener_id)
+        if listener is None:
+            return False
+        listener.uris.add(uri)
+        subscribers = self._by_uri.setdefault(uri, set())
+        first = not subscribers
+        subscribers.add(listener_id)
+        return first
+
+    def unsubscribe(self, listener_id: str, uri: str, listener: Listener | None = None) -> bool:
+        """True when this was the URI's last subscriber (unsubscribe upstream)."""
+        listener = listener or self._listeners.get(listener_id)
+        if listener is not None:
+            listener.uris.discard(uri)
+        subscribers = self._by_uri.get(uri)
+        if subscribers is None or listener_id not in subscribers:
+            return False
+        subscribers.discard(listener_id)
+        if subscribers:
+            return False
+        del self._by_uri[uri]
+        return True
+
+    def subscribed(self) -> set[str]:
+        return set(self._by_uri)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Deliver one session-level notification to every listener that wants it."""
+        method = message.get("method")
+        raw = message.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if method in LIST_CHANGED:
+            targets = [lst for lst in self._listeners.values() if method in lst.list_changed]
+        elif method == "notifications/resources/updated":
+            ids = self._by_uri.get(str(params.get("uri")), set())
+            targets = [self._listeners[i] for i in ids if i in self._listeners]
+        elif method == "notifications/message":
+            targets = [lst for lst in self._listeners.values() if admits(lst.log_level, params.get("level"))]
+        else:
+            return
+        for listener in targets:
+            listener.stream.push(message)
