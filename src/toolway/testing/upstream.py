@@ -11,7 +11,9 @@ Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
     --extra-tools N                  add tools t000..t(N-1), each returning its own name
     --page-size N                    paginate tools/list, N tools a page (0, the default: one page)
 
-What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``; the prompt
+What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``, and the
+tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sample``, ``roots``,
+``grow``, ``touch``, ``subscriptions``); the prompt
 ``greet`` (with completion of its ``name`` argument); the resources ``ui://NAME/page`` and
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
@@ -45,6 +47,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST, Completion, PromptReference
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from toolway.testing.duplex_tools import add_duplex_tools
 
 __all__ = ["HandshakeOnlyApp", "ToolPages", "build_server", "main"]
 
@@ -122,6 +126,7 @@ def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0) -> MCPS
     def memory(key: str) -> str:
         return f"{name}:{key}"
 
+    add_duplex_tools(server, name)
     if page_size:
         server.middleware.append(ToolPages(page_size))
     return server
