@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 test: $(STAMP)
+	$(BIN)/python -m toolway.testing.ts_client install --if-node
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -32,7 +33,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests examples
 
 clean:
-	rm -rf $(VENV) toolway.db toolway.db-wal toolway.db-shm .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) toolway.db toolway.db-wal toolway.db-shm .pytest_cache .ruff_cache .mypy_cache clients/ts/node_modules
 
 # The official MCP conformance suite against the fixture server and Toolway (docs/conformance.md).
 # npm ci installs Node 22 and the suite into conformance/node_modules; ARGS=--allow-fail only reports.

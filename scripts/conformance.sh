@@ -29,7 +29,7 @@ START_TIMEOUT=60     # seconds for a server to announce itself
 SUITE_TIMEOUT=900    # seconds for one suite run against one target
 NPM_TIMEOUT=900      # seconds for `npm ci`
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
 die() { echo "conformance: $*" >&2; exit 2; }
 
 while (($#)); do
@@ -48,11 +48,13 @@ STARTED_AT=$SECONDS
 
 # --- processes: each service runs in its own process group, ended on exit -----------------------
 PIDS=()
+SUITE_PID=
 declare -A PID=() URL=()
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/toolway-conformance.XXXXXX")"
 
 cleanup() {
     local pid alive
+    [[ -z "$SUITE_PID" ]] || kill -TERM "$SUITE_PID" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
     for _ in $(seq 50); do
         alive=0
@@ -145,7 +147,12 @@ suite() {
     local out="$1" url="$2" rc=0
     shift 2
     mkdir -p "$out"
-    timeout --kill-after=10 "$SUITE_TIMEOUT" "$NODE" "$@" --url "$url" -o "$out" >"$out.log" 2>&1 || rc=$?
+    # In the background and waited for, so that an interrupt reaches the trap at once; `timeout`
+    # runs in a process group of its own, so cleanup() signals it by its id (SUITE_PID).
+    timeout --kill-after=10 "$SUITE_TIMEOUT" "$NODE" "$@" --url "$url" -o "$out" >"$out.log" 2>&1 &
+    SUITE_PID=$!
+    wait "$SUITE_PID" || rc=$?
+    SUITE_PID=
     if ((rc == 124 || rc == 137)); then
         echo "conformance: timed out after ${SUITE_TIMEOUT}s: $* --url $url (partial results kept)" >&2
     fi

@@ -27,6 +27,7 @@ from mcp_types import (
     ElicitResult,
     EmbeddedResource,
     ImageContent,
+    InputRequiredResult,
     LoggingMessageNotificationParams,
     PromptReference,
     TextContent,
@@ -159,45 +160,56 @@ async def test_tools_resources_prompts_and_completion(transport: str, mode: str)
         assert completion.values == ["paris", "park", "party"]
 
 
-@pytest.mark.parametrize("transport", ["http", "stdio"])
-@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
-async def test_full_duplex_fixtures_in_the_handshake_era(transport: str) -> None:
-    sampled: list[CreateMessageRequestParams] = []
-    elicited: list[ElicitRequestParams] = []
-    logs: list[LoggingMessageNotificationParams] = []
-    progress: list[tuple[float, float | None]] = []
+class Peer:
+    """The client side of sampling and elicitation: answers, and records what it was asked."""
 
-    async def sampling(context: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
-        sampled.append(params)
-        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="four"), model="test-model")
+    def __init__(self) -> None:
+        self.sampled: list[CreateMessageRequestParams] = []
+        self.elicited: list[ElicitRequestParams] = []
+        self.logs: list[LoggingMessageNotificationParams] = []
 
-    async def elicitation(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        elicited.append(params)
+    async def sampling(self, context: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
+        self.sampled.append(params)
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="four"), model="m")
+
+    async def elicitation(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        self.elicited.append(params)
         return ElicitResult(action="accept", content={"username": "ann", "email": "ann@example.com"})
 
-    async def on_log(params: LoggingMessageNotificationParams) -> None:
-        logs.append(params)
+    async def logging(self, params: LoggingMessageNotificationParams) -> None:
+        self.logs.append(params)
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total))
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "sampling_callback": self.sampling,
+            "elicitation_callback": self.elicitation,
+            "logging_callback": self.logging,
+        }
 
-    callbacks = {
-        "sampling_callback": sampling,
-        "elicitation_callback": elicitation,
-        "logging_callback": on_log,
-    }
-    async with fixture_client(transport, "legacy", **callbacks) as client:
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+async def test_sampling_and_elicitation_in_both_eras(transport: str, mode: str) -> None:
+    """2025: requests over the back-channel mid-call; 2026-07-28: an InputRequiredResult, then a retry."""
+    peer = Peer()
+    async with fixture_client(transport, mode, **peer.callbacks()) as client:
+        if mode == "auto":
+            asked = await client.session.call_tool("test_sampling", {"prompt": "2+2?"}, allow_input_required=True)
+            assert isinstance(asked, InputRequiredResult)
+            assert [request.method for request in asked.input_requests.values()] == ["sampling/createMessage"]
         answer = await client.call_tool("test_sampling", {"prompt": "2+2?"})
         assert texts(answer.content) == ["LLM response: four"]
-        assert sampled[0].max_tokens == 100
-        assert texts([sampled[0].messages[0].content]) == ["2+2?"]
+        assert peer.sampled[-1].max_tokens == 100
+        assert texts([peer.sampled[-1].messages[0].content]) == ["2+2?"]
 
         answer = await client.call_tool("test_elicitation", {"message": "Who are you?"})
-        assert not answer.is_error
-        assert elicited[0].message == "Who are you?"
-        assert elicited[0].requested_schema["required"] == ["username", "email"]  # type: ignore[union-attr]
+        assert texts(answer.content) == [
+            'User response: action=accept, content={"username":"ann","email":"ann@example.com"}'
+        ]
+        assert peer.elicited[0].message == "Who are you?"
+        assert peer.elicited[0].requested_schema["required"] == ["username", "email"]  # type: ignore[union-attr]
         await client.call_tool("test_elicitation_sep1034_defaults", {})
-        defaults = elicited[1].requested_schema["properties"]  # type: ignore[union-attr]
+        defaults = peer.elicited[1].requested_schema["properties"]  # type: ignore[union-attr]
         assert {name: field["default"] for name, field in defaults.items()} == {
             "name": "John Doe",
             "age": 30,
@@ -206,16 +218,27 @@ async def test_full_duplex_fixtures_in_the_handshake_era(transport: str) -> None
             "verified": True,
         }
 
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_logging_progress_and_subscriptions_in_the_handshake_era(transport: str) -> None:
+    peer = Peer()
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total))
+
+    async with fixture_client(transport, "legacy", **peer.callbacks()) as client:
         await client.set_logging_level("debug")
         await client.call_tool("test_tool_with_logging", {})
-        assert [(log.level, log.data) for log in logs] == [
+        assert [(log.level, log.data) for log in peer.logs] == [
             ("info", "Tool execution started"),
             ("info", "Tool processing data"),
             ("info", "Tool execution completed"),
         ]
         await client.set_logging_level("warning")
         await client.call_tool("test_tool_with_logging", {})
-        assert len(logs) == 3
+        assert len(peer.logs) == 3
 
         await client.call_tool("test_tool_with_progress", {}, progress_callback=on_progress)
         assert progress == [(0, 100), (50, 100), (100, 100)]

@@ -35,8 +35,8 @@ async def alpha() -> AsyncIterator[RunningHttpUpstream]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def beta() -> AsyncIterator[RunningHttpUpstream]:
-    """A server from before 2026-07-28: handshake era only, JSON answers."""
-    async with http_upstream("beta", era="handshake", json_response=True) as upstream:
+    """A server from before 2026-07-28: handshake era only, answering over SSE (so it can ask back)."""
+    async with http_upstream("beta", era="handshake") as upstream:
         yield upstream
 
 

@@ -13,7 +13,16 @@ from toolway.testing import RunningGateway, RunningHttpUpstream
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MODES = ["legacy", "2026-07-28", "auto"]
-FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"}
+FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
+    "progress",
+    "log",
+    "ask",
+    "sample",
+    "roots",
+    "grow",
+    "touch",
+    "subscriptions",
+}
 
 
 def _dump(result: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ pytestmark = [
     pytest.mark.timeout(INSTALL_TIMEOUT_SECONDS + 60),
 ]
 
+# The fixture upstream serves at least these (it grows; lists are checked to contain them).
 FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"}
 TIMEOUT = 30.0
 INTERACTIVE_SERVER = Path(__file__).with_name("interactive_server.py")
@@ -132,7 +133,9 @@ async def test_driver_against_the_upstream_directly(
     assert connected["serverInfo"]["name"] == name
     assert connected["protocolVersion"] == "2025-11-25"
     assert connected["sessionId"]
-    assert {tool["name"] for tool in ok(tools)["tools"]} == FIXTURE_TOOLS
+    names = [tool["name"] for tool in ok(tools)["tools"]]
+    assert FIXTURE_TOOLS <= set(names)
+    assert len(names) == len(set(names))
     assert ok(tools)["pages"] == 1
     assert texts(ok(added)) == ["5"]
     assert ok(added)["structuredContent"] == {"result": 5}
@@ -140,10 +143,7 @@ async def test_driver_against_the_upstream_directly(
     messages = ok(prompt)["messages"]
     assert [m["content"]["text"] for m in messages] == [f"Hello, bob, from {name}"]
     assert ok(page)["contents"] == [{"uri": f"ui://{name}/page", "mimeType": "text/html", "text": f"<h1>{name}</h1>"}]
-    assert {r["uri"] for r in ok(resources)["resources"]} == {
-        f"ui://{name}/page",
-        f"file:///{name}/readme.txt",
-    }
+    assert {f"ui://{name}/page", f"file:///{name}/readme.txt"} <= {r["uri"] for r in ok(resources)["resources"]}
     assert ok(completion)["completion"]["values"] == ["alice"]
     assert ok(errors) == []
 
@@ -153,7 +153,7 @@ async def test_driver_reports_failures_per_step_and_runs_on(alpha: RunningHttpUp
         alpha.url,
         [
             {"op": "callTool", "name": "fail", "arguments": {"message": "boom"}, "progress": True},
-            {"op": "setLoggingLevel", "level": "debug"},  # the fixture has no logging capability
+            {"op": "getPrompt", "name": "no-such-prompt", "arguments": {}},
             {"op": "waitNotification", "method": "notifications/resources/updated", "timeoutMs": 200},
             {"op": "listChanged", "timeoutMs": 100},
             {"op": "no-such-op"},
@@ -163,13 +163,16 @@ async def test_driver_reports_failures_per_step_and_runs_on(alpha: RunningHttpUp
         ],
         timeout=TIMEOUT,
     )
-    failed, level, updated, changed, bogus, whoami, notifications, received = results
+    failed, prompt, updated, changed, bogus, whoami, notifications, received = results
     assert ok(failed)["isError"] is True
     assert texts(ok(failed)) == ["Error executing tool fail: boom"]
     assert failed["progress"] == []
-    assert level["ok"] is False
-    assert level["error"]["code"] == -32601
-    assert level["error"]["message"] == "Method not found"  # without the SDK's "MCP error N: " prefix
+    # A JSON-RPC error arrives as McpError: its code, and its message without "MCP error N: ".
+    assert prompt["ok"] is False
+    assert prompt["error"]["name"] == "McpError"
+    assert isinstance(prompt["error"]["code"], int)  # the Python SDK server says 0 here
+    assert prompt["error"]["message"]
+    assert not prompt["error"]["message"].startswith("MCP error")
     assert updated["ok"] is False
     assert updated["error"]["code"] == -32001
     assert "notifications/resources/updated" in updated["error"]["message"]
@@ -312,7 +315,10 @@ async def test_through_toolway(gateway: RunningGateway) -> None:
     connected = ok(init)
     assert connected["protocolVersion"] == "2025-11-25"
     assert connected["sessionId"]
-    assert {tool["name"] for tool in ok(tools)["tools"]} == {f"alpha__{tool}" for tool in FIXTURE_TOOLS}
+    names = [tool["name"] for tool in ok(tools)["tools"]]
+    assert {f"alpha__{tool}" for tool in FIXTURE_TOOLS} <= set(names)
+    assert all(name.startswith("alpha__") for name in names)
+    assert len(names) == len(set(names))
     assert texts(ok(added)) == ["5"]
     assert ok(added)["isError"] is False
     assert added["progress"] == []

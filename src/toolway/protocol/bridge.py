@@ -22,6 +22,7 @@ CACHEABLE: Final = frozenset(
     }
 )
 _MODERN_ONLY: Final = ("resultType", "ttlMs", "cacheScope")
+_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
 
 
 def adapt_result(method: str, result: dict[str, Any], era: Era) -> dict[str, Any]:
@@ -34,4 +35,12 @@ def adapt_result(method: str, result: dict[str, Any], era: Era) -> dict[str, Any
     elif result.get("resultType", "complete") == "complete":
         for key in _MODERN_ONLY:
             result.pop(key, None)
+        meta = result.get("_meta")
+        if isinstance(meta, dict) and _SERVER_INFO in meta:
+            # A stateless-era upstream's self-description: the client's server is the gateway.
+            meta = {k: v for k, v in meta.items() if k != _SERVER_INFO}
+            if meta:
+                result["_meta"] = meta
+            else:
+                del result["_meta"]
     return result

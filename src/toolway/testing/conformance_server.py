@@ -38,6 +38,8 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 __all__ = ["MemoryEventStore", "build_server", "main"]
 
@@ -47,6 +49,7 @@ SERVER_NAME = "toolway-conformance"
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)  # debug ... emergency
+INPUT_KEY = "input"  # the one key of our InputRequiredResult.input_requests (2026-07-28)
 STEP_SECONDS = 0.05  # the pause between log or progress notifications the scenarios ask for
 # What the suite's json-schema-2020-12 scenario lists (SEP-1613; the pre-release adds SEP-2106's
 # $anchor, allOf/anyOf and if/then/else).
@@ -223,29 +226,29 @@ def build_server() -> MCPServer:
         return "Tool with progress executed successfully"
 
     @server.tool(description="Ask the client's LLM (sampling/createMessage) to answer the prompt.")
-    async def test_sampling(prompt: str, ctx: Context) -> str:
+    async def test_sampling(prompt: str, ctx: Context) -> str | types.InputRequiredResult:
         if not ctx.session.check_client_capability(types.ClientCapabilities(sampling=types.SamplingCapability())):
             raise ToolError("The client does not support sampling")
-        result = await ctx.session.create_message(
-            messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
-            max_tokens=100,
-            related_request_id=ctx.request_context.request_id,
-        )
-        blocks = result.content if isinstance(result.content, list) else [result.content]
+        message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+        params = types.CreateMessageRequestParams(messages=[message], max_tokens=100)
+        answer = await _ask(ctx, types.CreateMessageRequest(params=params))
+        if not isinstance(answer, types.CreateMessageResult):
+            return _not_an_answer(answer)
+        blocks = answer.content if isinstance(answer.content, list) else [answer.content]
         text = " ".join(block.text for block in blocks if isinstance(block, types.TextContent)) or "(no text)"
         return f"LLM response: {text}"
 
     @server.tool(description="Ask the user (elicitation/create) for a username and an email address.")
-    async def test_elicitation(message: str, ctx: Context) -> str:
-        return "User response: " + await _elicit(ctx, message, ELICITATION_SCHEMA)
+    async def test_elicitation(message: str, ctx: Context) -> str | types.InputRequiredResult:
+        return await _elicit(ctx, "User response: ", message, ELICITATION_SCHEMA)
 
     @server.tool(description="Elicit a form whose fields all have defaults (SEP-1034).")
-    async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
-        return "Elicitation completed: " + await _elicit(ctx, "Please review your information", SEP1034_SCHEMA)
+    async def test_elicitation_sep1034_defaults(ctx: Context) -> str | types.InputRequiredResult:
+        return await _elicit(ctx, "Elicitation completed: ", "Please review your information", SEP1034_SCHEMA)
 
     @server.tool(description="Elicit a form with every enum variant (SEP-1330).")
-    async def test_elicitation_sep1330_enums(ctx: Context) -> str:
-        return "Elicitation completed: " + await _elicit(ctx, "Please pick some options", SEP1330_SCHEMA)
+    async def test_elicitation_sep1330_enums(ctx: Context) -> str | types.InputRequiredResult:
+        return await _elicit(ctx, "Elicitation completed: ", "Please pick some options", SEP1330_SCHEMA)
 
     @server.tool(description="Close the SSE stream mid-call, then answer on the resumed stream (SEP-1699).")
     async def test_reconnection(ctx: Context) -> str:
@@ -361,11 +364,43 @@ def _embedded(uri: str, mime_type: str, text: str) -> types.EmbeddedResource:
     )
 
 
-async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> str:
+async def _elicit(ctx: Context, prefix: str, message: str, schema: dict[str, Any]) -> str | types.InputRequiredResult:
     if not ctx.session.check_client_capability(types.ClientCapabilities(elicitation=types.ElicitationCapability())):
         raise ToolError("The client does not support elicitation")
-    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_context.request_id)
-    return f"action={result.action}, content={json.dumps(result.content or {}, separators=(',', ':'))}"
+    params = types.ElicitRequestFormParams(message=message, requested_schema=schema)
+    answer = await _ask(ctx, types.ElicitRequest(params=params))
+    if not isinstance(answer, types.ElicitResult):
+        return _not_an_answer(answer)
+    content = json.dumps(answer.content or {}, separators=(",", ":"))
+    return f"{prefix}action={answer.action}, content={content}"
+
+
+async def _ask(
+    ctx: Context, request: types.CreateMessageRequest | types.ElicitRequest
+) -> types.InputResponse | types.InputRequiredResult:
+    """Put ``request`` to the client, in the way of the protocol version the call came in with.
+
+    Up to 2025-11-25 it goes over the back-channel while the tool runs. From 2026-07-28 on there
+    is no back-channel: the tool returns an ``InputRequiredResult`` asking for it, and the client
+    calls again with the answer in ``inputResponses``.
+    """
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        answer = (ctx.input_responses or {}).get(INPUT_KEY)
+        return answer if answer is not None else types.InputRequiredResult(input_requests={INPUT_KEY: request})
+    metadata = ServerMessageMetadata(related_request_id=ctx.request_context.request_id)
+    result: types.InputResponse  # send_request's own annotation does not reach mypy
+    if isinstance(request, types.CreateMessageRequest):
+        result = await ctx.session.send_request(request, types.CreateMessageResult, metadata=metadata)
+    else:
+        result = await ctx.session.send_request(request, types.ElicitResult, metadata=metadata)
+    return result
+
+
+def _not_an_answer(answer: types.InputResponse | types.InputRequiredResult) -> types.InputRequiredResult:
+    """Pass an ``InputRequiredResult`` on; anything else answered a question we did not ask."""
+    if isinstance(answer, types.InputRequiredResult):
+        return answer
+    raise ToolError(f"Unexpected answer to the input request: {type(answer).__name__}")
 
 
 class _ReadyServer(uvicorn.Server):
