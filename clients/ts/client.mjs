@@ -18,10 +18,13 @@
 //   {"op":"listChanged","kind":"tools"|"prompts"|"resources","timeoutMs":5000}
 //   {"op":"notifications"} {"op":"received"} {"op":"transportErrors"} {"op":"sleep","ms":...}
 //   {"op":"sendRootsListChanged"} {"op":"serverInfo"} {"op":"close"}
+//   {"op":"signal","path":...}  {"op":"waitSignal","path":...,"timeoutMs":5000}   (between two drivers)
 // Any request step takes "timeoutMs" (default: the global timeout).
 //
 // Exit status: 0 when every step ran (failed steps included), 2 on bad usage or a bad script,
 // 124 when the global timeout (default 60 s) expired, 1 on any other crash.
+
+import { access, writeFile } from 'node:fs/promises';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -39,6 +42,7 @@ const EXIT_CRASH = 1;
 const CLOSE_TIMEOUT_MS = 5000;
 const DEFAULT_WAIT_MS = 5000;
 const MAX_PAGES = 1000;
+const SIGNAL_POLL_MS = 20;
 
 // stdout carries step results only: whatever else calls console.log/info/debug goes to stderr.
 for (const level of ['log', 'info', 'debug']) {
@@ -134,6 +138,20 @@ function answers(spec) {
     const list = Array.isArray(spec) ? spec : [spec];
     let next = 0;
     return () => list[Math.min(next++, list.length - 1)];
+}
+
+/** Resolve once `path` exists (another driver's "signal" step); StepError -32001 after `timeoutMs`. */
+async function waitForFile(path, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        try {
+            await access(path);
+            return;
+        } catch {
+            if (Date.now() >= deadline) throw new StepError(ErrorCode.RequestTimeout, `no signal at ${path} within ${timeoutMs} ms`);
+        }
+        await new Promise(resolve => setTimeout(resolve, SIGNAL_POLL_MS));
+    }
 }
 
 function matches(params, want) {
@@ -304,6 +322,14 @@ class Driver {
                 return this.waitFor(step.method, step.params, step.timeoutMs ?? DEFAULT_WAIT_MS);
             case 'listChanged':
                 return this.waitFor(`notifications/${step.kind ?? 'tools'}/list_changed`, undefined, step.timeoutMs ?? DEFAULT_WAIT_MS);
+            case 'signal':
+                if (typeof step.path !== 'string') throw new StepError(ErrorCode.InvalidParams, 'signal needs "path"');
+                await writeFile(step.path, '');
+                return {};
+            case 'waitSignal':
+                if (typeof step.path !== 'string') throw new StepError(ErrorCode.InvalidParams, 'waitSignal needs "path"');
+                await waitForFile(step.path, step.timeoutMs ?? DEFAULT_WAIT_MS);
+                return {};
             case 'init':
                 throw new StepError(null, '"init" must be the first step');
         }

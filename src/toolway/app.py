@@ -129,9 +129,11 @@ class Gateway:
         self.hub.publish(message)
 
     def _session_ended(self, session: DownstreamSession) -> None:
-        for uri in self.hub.remove(session.id):
-            if self._tasks is not None:
-                self._spawn(_quietly(self.router.subscribe_upstream(uri, False)))
+        released = self.hub.remove(session.id)
+        if self.layer.closing.is_set():
+            return  # Shutting down: the upstream sessions end anyway.
+        for uri in released:
+            self._spawn(_quietly(self.router.subscribe_upstream(uri, False)))
 
     def _log_level_changed(self) -> None:
         """Handshake-era servers log at the most verbose level any session asked for; the gateway filters."""

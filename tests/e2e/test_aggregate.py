@@ -22,6 +22,7 @@ FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "grow",
     "touch",
     "subscriptions",
+    "cancellations",
 }
 
 

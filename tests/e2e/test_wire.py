@@ -127,6 +127,14 @@ async def test_unknown_method_is_404(gateway: RunningGateway, http: aiohttp.Clie
     assert (status, answer["error"]["code"]) == (404, -32601)  # type: ignore[index]
 
 
+@pytest.mark.parametrize("method", ["ping", "resources/subscribe", "logging/setLevel"])
+async def test_methods_removed_in_2026_are_404(
+    gateway: RunningGateway, http: aiohttp.ClientSession, method: str
+) -> None:
+    status, answer, _ = await post(http, gateway.url, *modern(method, {"uri": "ui://alpha/page", "level": "info"}))
+    assert (status, answer["error"]["code"]) == (404, -32601)  # type: ignore[index]
+
+
 async def test_modern_notification_is_202(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
     body, headers = modern("notifications/whatever")
     del body["id"]
@@ -135,7 +143,7 @@ async def test_modern_notification_is_202(gateway: RunningGateway, http: aiohttp
 
 
 async def test_sse_only_accept_gets_an_event_stream(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
-    body, headers = modern("ping")
+    body, headers = modern("server/discover")
     headers["Accept"] = "text/event-stream"
     async with http.post(gateway.url, data=orjson.dumps(body), headers=headers) as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -190,7 +198,7 @@ async def test_wrong_content_type_is_415(gateway: RunningGateway, http: aiohttp.
 async def test_dns_rebinding_protection(
     gateway: RunningGateway, http: aiohttp.ClientSession, headers: dict[str, str], status: int
 ) -> None:
-    body, base = modern("ping")
+    body, base = modern("server/discover")
     got, _, _ = await post(http, gateway.url, body, {**base, **headers})
     assert got == status
 

@@ -32,6 +32,7 @@ BASE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "grow",
     "touch",
     "subscriptions",
+    "cancellations",
 }
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "servers"
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]

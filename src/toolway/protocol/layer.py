@@ -217,7 +217,7 @@ class ProtocolLayer:
         methods = frozenset(m for m in LIST_CHANGED if wanted.get(flags[m]) is True)
         uris = [u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)]
         listener_id = f"listen-{secrets.token_hex(8)}"
-        self._hub.add(Listener(listener_id, stream, methods))
+        self._hub.add(Listener(listener_id, stream, methods, subscription_id=msg_id))
         for uri in uris:
             if self._hub.subscribe(listener_id, uri):
                 await self._subscribe_upstream(uri, True)
@@ -228,7 +228,7 @@ class ProtocolLayer:
             {
                 "jsonrpc": "2.0",
                 "method": "notifications/subscriptions/acknowledged",
-                "params": {"notifications": honoured},
+                "params": {"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: msg_id}},
             }
         )
         try:
@@ -298,7 +298,7 @@ class ProtocolLayer:
                 listener.log_level = level
             self._on_log_level()
             return {}
-        sink = HandshakeSink(session, stream)
+        sink = HandshakeSink(session, stream, self._hub)
         call = Call(
             method=msg.method,
             params=msg.params,

@@ -13,6 +13,7 @@ from typing import Any
 
 from toolway.protocol.errors import ClientRpcError, MissingClientCapability, UpstreamTimeout
 from toolway.sessions.downstream import DownstreamSession
+from toolway.sessions.hub import Hub
 from toolway.sessions.streams import EventStream
 
 CLIENT_ANSWER_SECONDS = 600.0  # a person may be filling in an elicitation form
@@ -36,9 +37,12 @@ def require_capability(capabilities: dict[str, Any], method: str, params: dict[s
 
 
 class HandshakeSink:
-    def __init__(self, session: DownstreamSession, stream: EventStream, timeout: float = CLIENT_ANSWER_SECONDS) -> None:
+    def __init__(
+        self, session: DownstreamSession, stream: EventStream, hub: Hub, timeout: float = CLIENT_ANSWER_SECONDS
+    ) -> None:
         self._session = session
         self._stream = stream
+        self._hub = hub
         self._timeout = timeout
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
@@ -52,6 +56,9 @@ class HandshakeSink:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
+            if method == "elicitation/create" and params.get("mode") == "url" and "elicitationId" in params:
+                # Its completion will come later, outside any request: send it to this client.
+                self._hub.expect_elicitation(str(params["elicitationId"]), self._session.standalone)
         self._stream.push(message)
         try:
             async with asyncio.timeout(self._timeout):

@@ -22,6 +22,8 @@ from toolway.sessions.upstream import State, UpstreamConnection
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
+# Methods the 2026-07-28 revision removed: a stateless-era client gets -32601 for them.
+_REMOVED_IN_2026 = frozenset({"ping", "resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
 _LOCAL = frozenset({"ping", "initialize", "server/discover", "resources/subscribe", "resources/unsubscribe"})
 
 
@@ -44,6 +46,8 @@ class Router:
         }
 
     async def __call__(self, call: Call) -> dict[str, Any]:
+        if call.era == "modern" and call.method in _REMOVED_IN_2026:
+            raise MethodNotFound(f"Method not found: {call.method} (removed in 2026-07-28)")
         if call.scope is not None and call.method not in _LOCAL:
             return await self._passthrough(call)
         route = self._routes.get(call.method)

@@ -28,12 +28,22 @@ class Listener:
     list_changed: frozenset[str] = frozenset(LIST_CHANGED)  # methods it wants
     log_level: str | None = None
     uris: set[str] = field(default_factory=set)
+    # A stateless-era listen stream: its notifications name it in `_meta` (2026-07-28).
+    subscription_id: Any = None
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, max_elicitations: int = 10_000) -> None:
         self._listeners: dict[str, Listener] = {}
         self._by_uri: dict[str, set[str]] = {}
+        # URL-mode elicitations relayed to a client, by id: their completion goes to that client only.
+        self._elicitations: dict[str, EventStream] = {}
+        self._max_elicitations = max_elicitations
+
+    def expect_elicitation(self, elicitation_id: str, stream: EventStream) -> None:
+        while len(self._elicitations) >= self._max_elicitations:
+            del self._elicitations[next(iter(self._elicitations))]
+        self._elicitations[elicitation_id] = stream
 
     def __len__(self) -> int:
         return len(self._listeners)
@@ -91,7 +101,16 @@ class Hub:
             targets = [self._listeners[i] for i in ids if i in self._listeners]
         elif method == "notifications/message":
             targets = [lst for lst in self._listeners.values() if admits(lst.log_level, params.get("level"))]
+        elif method == "notifications/elicitation/complete":
+            stream = self._elicitations.pop(str(params.get("elicitationId")), None)
+            if stream is not None:
+                stream.push(message)
+            return
         else:
             return
         for listener in targets:
-            listener.stream.push(message)
+            if listener.subscription_id is None:
+                listener.stream.push(message)
+            else:
+                meta = {**params.get("_meta", {}), "io.modelcontextprotocol/subscriptionId": listener.subscription_id}
+                listener.stream.push({**message, "params": {**params, "_meta": meta}})

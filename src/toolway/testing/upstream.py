@@ -81,10 +81,20 @@ def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0) -> MCPS
     def whoami() -> str:
         return name
 
+    cancelled = [0]
+
     @server.tool(description="Sleep for the given number of seconds, then return 'done'.")
     async def slow(seconds: float) -> str:
-        await anyio.sleep(seconds)
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            cancelled[0] += 1  # the client (through the gateway) cancelled this call
+            raise
         return "done"
+
+    @server.tool(description="How many `slow` calls were cancelled so far.")
+    def cancellations() -> str:
+        return str(cancelled[0])
 
     @server.tool(description="Fail with the given message (a tool result with isError: true).")
     def fail(message: str) -> str:

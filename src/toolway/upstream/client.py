@@ -210,8 +210,6 @@ class UpstreamClient:
             task = self._relays.get(params.get("requestId"))
             if task is not None:
                 task.cancel()
-        elif method == "notifications/elicitation/complete" and sink is not None:
-            sink.notify(method, params)
         elif self._on_session_message is not None:
             self._on_session_message(msg)
 
