@@ -23,6 +23,7 @@ FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "touch",
     "subscriptions",
     "cancellations",
+    "visit",
 }
 
 

@@ -126,3 +126,24 @@ async def test_stateless_clients_opt_in_to_log_messages(gateway: RunningGateway,
         await c.call_tool(f"{server}__log", {"level": "debug", "message": "below"})
         await c.call_tool(f"{server}__log", {"level": "warning", "message": "asked"})
     assert [(m.level, m.data) for m in received] == [("warning", "asked")]
+
+
+@pytest.mark.parametrize("server", ["beta"])  # URL mode mid-call needs a handshake-era server
+async def test_url_elicitation_and_its_completion(gateway: RunningGateway, server: str) -> None:
+    completed = asyncio.Event()
+    asked: list[types.ElicitRequestURLParams] = []
+
+    async def consent(ctx: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="accept")
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.set()
+
+    async with client(gateway, "legacy", elicitation_callback=consent, message_handler=on_message) as c:
+        result = await c.call_tool(f"{server}__visit", {"url": "https://example.test/consent"})
+        assert text(result) == f"{server} visit: accept"
+        async with asyncio.timeout(5):
+            await completed.wait()
+    assert asked[0].mode == "url" and asked[0].url == "https://example.test/consent"

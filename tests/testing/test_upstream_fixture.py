@@ -33,6 +33,7 @@ BASE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "touch",
     "subscriptions",
     "cancellations",
+    "visit",
 }
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "servers"
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]

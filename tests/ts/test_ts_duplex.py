@@ -341,7 +341,7 @@ STALE_STDIO_LISTEN = pytest.mark.xfail(
 @pytest.mark.parametrize("server", ["alpha", "beta", pytest.param("gamma", marks=STALE_STDIO_LISTEN)])
 async def test_one_change_is_one_list_changed_after_subscription_churn(gateway: RunningGateway, server: str) -> None:
     uri = f"mem://{server}/churn"
-    *_, grown, _, notifications = await run_ts_client(
+    _, _, _, grown, changed, _, notifications = await run_ts_client(
         gateway.url,
         [
             {"op": "init"},
@@ -355,6 +355,7 @@ async def test_one_change_is_one_list_changed_after_subscription_churn(gateway: 
         timeout=TIMEOUT,
     )
     assert text(ok(grown)) == f"{server} grew once_{server}"
+    assert ok(changed)["method"] == "notifications/tools/list_changed"
     assert len(of_method(ok(notifications), "notifications/tools/list_changed")) == 1, ok(notifications)
 
 

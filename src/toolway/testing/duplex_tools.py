@@ -57,6 +57,14 @@ def add_duplex_tools(server: MCPServer, name: str) -> None:
     def ask(question: str, reply: Annotated[Answer, Resolve(_question)]) -> str:
         return f"{name} heard: {reply.answer}"
 
+    @server.tool(description="Send the user to a URL (URL-mode elicitation); announce completion after consent.")
+    async def visit(url: str, ctx: Context) -> str:
+        elicitation_id = f"{name}-visit"
+        outcome = await ctx.elicit_url("Please visit this page", url, elicitation_id)
+        if outcome.action == "accept":
+            await ctx.session.send_elicit_complete(elicitation_id)
+        return f"{name} visit: {outcome.action}"
+
     @server.tool(description="Ask the client's model (sampling) and return what it said.")
     def sample(prompt: str, result: Annotated[types.CreateMessageResult, Resolve(_sampling)]) -> str:
         content = result.content
