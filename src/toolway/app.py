@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +134,7 @@ class Gateway:
         if self.layer.closing.is_set():
             return  # Shutting down: the upstream sessions end anyway.
         for uri in released:
-            self._spawn(_quietly(self.router.subscribe_upstream(uri, False)))
+            self._spawn(_quietly(functools.partial(self.router.subscribe_upstream, uri, False)))
 
     def _log_level_changed(self) -> None:
         """Handshake-era servers log at the most verbose level any session asked for; the gateway filters."""
@@ -143,7 +144,7 @@ class Gateway:
         for conn in self.manager.ready():
             negotiated = conn.negotiated
             if negotiated is not None and negotiated.era == "handshake" and "logging" in negotiated.capabilities:
-                self._spawn(_quietly(conn.call("logging/setLevel", {"level": level})))
+                self._spawn(_quietly(functools.partial(conn.call, "logging/setLevel", {"level": level})))
 
     def stop_streams(self) -> None:
         """Shutdown, first phase: end the long-lived streams, so draining waits only on calls."""
@@ -305,9 +306,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _quietly(coro: Coroutine[Any, Any, Any]) -> None:
+async def _quietly(start: Callable[[], Awaitable[Any]]) -> None:
     """A background call whose failure is logged, never raised into the task group."""
     try:
-        await coro
+        await start()
     except Exception as exc:
         log.info("background call failed", error=str(exc))

@@ -287,19 +287,9 @@ async def test_resource_updates_reach_subscribers_only(gateway: RunningGateway, 
     assert of_method(ok(seen), "notifications/resources/updated") == []
 
 
-LISTEN_ID_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: notifications from a 2026-07-28 upstream reach a handshake-era GET stream with the gateway's own "
-        "upstream subscriptions/listen id in params._meta['io.modelcontextprotocol/subscriptionId'] "
-        "(Hub.publish stamps only stateless-era listeners and passes the upstream's _meta through verbatim)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "server",
-    [pytest.param("alpha", marks=LISTEN_ID_LEAK), "beta", pytest.param("gamma", marks=LISTEN_ID_LEAK)],
+    ["alpha", "beta", "gamma"],
 )
 async def test_session_notifications_carry_no_upstream_listen_id(gateway: RunningGateway, server: str) -> None:
     uri = f"mem://{server}/meta"
@@ -327,18 +317,7 @@ async def test_session_notifications_carry_no_upstream_listen_id(gateway: Runnin
         assert "io.modelcontextprotocol/subscriptionId" not in meta, notification
 
 
-STALE_STDIO_LISTEN = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: on a stdio 2026-07-28 upstream every change of the gateway's resource subscriptions opens a new "
-        "subscriptions/listen request without cancelling the old one (UpstreamConnection._start_listening only "
-        "cancels the local task; no notifications/cancelled is sent), so each list_changed reaches clients once "
-        "per listen request ever opened"
-    ),
-)
-
-
-@pytest.mark.parametrize("server", ["alpha", "beta", pytest.param("gamma", marks=STALE_STDIO_LISTEN)])
+@pytest.mark.parametrize("server", ["alpha", "beta", "gamma"])
 async def test_one_change_is_one_list_changed_after_subscription_churn(gateway: RunningGateway, server: str) -> None:
     uri = f"mem://{server}/churn"
     _, _, _, grown, changed, _, notifications = await run_ts_client(

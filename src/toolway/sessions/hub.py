@@ -14,6 +14,7 @@ from typing import Any
 from toolway.protocol.logging_levels import admits
 from toolway.sessions.streams import EventStream
 
+_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 LIST_CHANGED = (
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
@@ -108,9 +109,15 @@ class Hub:
             return
         else:
             return
+        # The upstream's own listen id (the gateway's subscription there) means nothing downstream.
+        raw_meta = params.get("_meta")
+        meta = {k: v for k, v in raw_meta.items() if k != _SUBSCRIPTION_ID} if isinstance(raw_meta, dict) else {}
+        plain = {k: v for k, v in params.items() if k != "_meta"}
+        if meta:
+            plain["_meta"] = meta
         for listener in targets:
             if listener.subscription_id is None:
-                listener.stream.push(message)
+                listener.stream.push({**message, "params": plain})
             else:
-                meta = {**params.get("_meta", {}), "io.modelcontextprotocol/subscriptionId": listener.subscription_id}
-                listener.stream.push({**message, "params": {**params, "_meta": meta}})
+                tagged = {**meta, _SUBSCRIPTION_ID: listener.subscription_id}
+                listener.stream.push({**message, "params": {**plain, "_meta": tagged}})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -134,11 +134,11 @@ class UpstreamConnection:
         except asyncio.CancelledError:
             # The client cancelled (or went away, in the stateless era): so does the server.
             if self._spawn is not None:
-                self._spawn(_quietly(client.cancel(msg_id, "the client cancelled the request")))
+                self._spawn(_quietly(lambda: client.cancel(msg_id, "the client cancelled the request")))
             raise
         except TimeoutError:
             if self._spawn is not None:
-                self._spawn(_quietly(client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
+                self._spawn(_quietly(lambda: client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
             raise UpstreamTimeout(self.name, f"no answer to {method} within {timeout:g}s") from None
         except SessionExpired:
             self._mark_lost(client, "the server ended our session")
@@ -313,7 +313,14 @@ class UpstreamConnection:
             reason = await channel.listen(client.on_message, message, headers)
             log.info("upstream listen stream ended", server=self.name, reason=reason)
         else:
-            await client.request("subscriptions/listen", params)  # stdio: answered only when it ends
+            # stdio: the request stays open while it listens; replacing it must end it upstream too.
+            msg_id = client.next_id()
+            try:
+                await client.request("subscriptions/listen", params, msg_id=msg_id)
+            except asyncio.CancelledError:
+                if self._spawn is not None:
+                    self._spawn(_quietly(lambda: client.cancel(msg_id, "the gateway replaced this listen stream")))
+                raise
 
     async def _drop_client(self) -> None:
         if self._listen is not None:
@@ -346,7 +353,9 @@ def _describe(exc: BaseException, connect_timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _quietly(coro: Any) -> None:
+async def _quietly(start: Callable[[], Awaitable[Any]]) -> None:
+    """A best-effort background call, bounded and silent. Takes a factory, so a job
+    that never gets to run leaves no coroutine behind unawaited."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
-            await coro
+            await start()
