@@ -127,7 +127,7 @@ class Gateway:
         return task
 
     def _upstream_notification(self, conn: Any, message: dict[str, Any]) -> None:
-        self.hub.publish(message)
+        self.hub.publish(message, origin=conn.name)
 
     def _session_ended(self, session: DownstreamSession) -> None:
         released = self.hub.remove(session.id)

@@ -331,3 +331,19 @@ async def test_keepalives_and_parked_call_deadline(tmp_path: Path) -> None:
         async with http.post(gw.url, data=orjson.dumps({**body, "params": late}), headers=headers) as resp:
             error = (await resp.json())["error"]
         assert error["code"] == -32602 and "expired" in error["message"]
+
+
+async def test_single_server_endpoints_hear_only_their_server(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    alpha_only = await initialize(http, gateway.server_url("alpha"))
+    everything = await initialize(http, gateway.url)
+    get = {"Accept": "text/event-stream"}
+    async with (
+        http.get(gateway.server_url("alpha"), headers={**session_headers(alpha_only), **get}) as scoped,
+        http.get(gateway.url, headers={**session_headers(everything), **get}) as whole,
+    ):
+        await _call(http, gateway.url, "beta__grow", {"tool": "fresh_beta_scoped"})
+        await _read_until(whole, "notifications/tools/list_changed")
+        with pytest.raises(TimeoutError):
+            await _read_until(scoped, "notifications/tools/list_changed", timeout=1.0)

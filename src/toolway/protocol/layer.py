@@ -161,7 +161,7 @@ class ProtocolLayer:
             _answer(stream, msg.id, adapt_result(msg.method, self._discover(inbound.scope), "modern"))
             return
         if msg.method == "subscriptions/listen":
-            await self._listen(msg.id, params, stream)
+            await self._listen(msg.id, params, stream, inbound.scope)
             return
         state = params.get("requestState")
         if isinstance(state, str) and state.startswith(STATE_PREFIX):
@@ -205,7 +205,7 @@ class ProtocolLayer:
         responses = params.get("inputResponses")
         sink.resume(Exchange(stream, msg.id), responses if isinstance(responses, dict) else {})
 
-    async def _listen(self, msg_id: RequestId, params: dict[str, Any], stream: EventStream) -> None:
+    async def _listen(self, msg_id: RequestId, params: dict[str, Any], stream: EventStream, scope: str | None) -> None:
         """`subscriptions/listen`: a stream of session-level notifications until the client hangs up."""
         raw = params.get("notifications")
         wanted: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -217,7 +217,7 @@ class ProtocolLayer:
         methods = frozenset(m for m in LIST_CHANGED if wanted.get(flags[m]) is True)
         uris = [u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)]
         listener_id = f"listen-{secrets.token_hex(8)}"
-        self._hub.add(Listener(listener_id, stream, methods, subscription_id=msg_id))
+        self._hub.add(Listener(listener_id, stream, methods, subscription_id=msg_id, scope=scope))
         for uri in uris:
             if self._hub.subscribe(listener_id, uri):
                 await self._subscribe_upstream(uri, True)
@@ -341,7 +341,8 @@ class ProtocolLayer:
         if msg.method == "notifications/initialized":
             session.initialized = True
             if self._hub.get(session.id) is None:
-                self._hub.add(Listener(session.id, session.standalone, log_level=session.log_level or "debug"))
+                level = session.log_level or "debug"
+                self._hub.add(Listener(session.id, session.standalone, log_level=level, scope=session.scope))
         elif msg.method == "notifications/cancelled":
             request_id = (msg.params or {}).get("requestId")
             task = session.inflight.get(request_id)
@@ -358,9 +359,10 @@ class ProtocolLayer:
             version,
             capabilities if isinstance(capabilities, dict) else {},
             info if isinstance(info, dict) else None,
+            inbound.scope,
         )
         # Listening starts now, not at notifications/initialized: some clients never send it.
-        self._hub.add(Listener(session.id, session.standalone, log_level="debug"))
+        self._hub.add(Listener(session.id, session.standalone, log_level="debug", scope=inbound.scope))
         result = {
             "protocolVersion": version,
             "capabilities": self._capabilities(inbound.scope),

@@ -25,6 +25,7 @@ _MAX_STREAMS = 32  # streams remembered per session for Last-Event-ID resumption
 class DownstreamSession:
     id: str
     path: str  # the endpoint it was opened on; it is valid there only
+    scope: str | None  # the server of a single-server endpoint
     protocol_version: str
     client_capabilities: dict[str, Any]
     client_info: dict[str, Any] | None
@@ -89,6 +90,7 @@ class SessionTable:
         protocol_version: str,
         capabilities: dict[str, Any],
         client_info: dict[str, Any] | None,
+        scope: str | None = None,
     ) -> DownstreamSession:
         self._expire()
         while len(self._sessions) >= self._max:
@@ -96,6 +98,7 @@ class SessionTable:
         session = DownstreamSession(
             id=secrets.token_hex(16),
             path=path,
+            scope=scope,
             protocol_version=protocol_version,
             client_capabilities=capabilities,
             client_info=client_info,

@@ -31,6 +31,7 @@ class Listener:
     uris: set[str] = field(default_factory=set)
     # A stateless-era listen stream: its notifications name it in `_meta` (2026-07-28).
     subscription_id: Any = None
+    scope: str | None = None  # on /servers/<name>/mcp: only that server's news
 
 
 class Hub:
@@ -90,8 +91,8 @@ class Hub:
     def subscribed(self) -> set[str]:
         return set(self._by_uri)
 
-    def publish(self, message: dict[str, Any]) -> None:
-        """Deliver one session-level notification to every listener that wants it."""
+    def publish(self, message: dict[str, Any], origin: str | None = None) -> None:
+        """Deliver one session-level notification (from server `origin`) to every listener that wants it."""
         method = message.get("method")
         raw = message.get("params")
         params: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -109,6 +110,8 @@ class Hub:
             return
         else:
             return
+        if origin is not None:
+            targets = [lst for lst in targets if lst.scope is None or lst.scope == origin]
         # The upstream's own listen id (the gateway's subscription there) means nothing downstream.
         raw_meta = params.get("_meta")
         meta = {k: v for k, v in raw_meta.items() if k != _SUBSCRIPTION_ID} if isinstance(raw_meta, dict) else {}
