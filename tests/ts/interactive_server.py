@@ -20,6 +20,8 @@ from mcp.server.mcpserver import Context
 from mcp_types import SamplingMessage, TextContent
 from pydantic import BaseModel
 
+from toolway.testing.upstream import ReadyServer
+
 
 class Answer(BaseModel):
     name: str
@@ -61,14 +63,6 @@ def build() -> MCPServer:
     return server
 
 
-class _ReadyServer(uvicorn.Server):
-    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
-        await super().startup(sockets=sockets)
-        if self.started:
-            sys.stdout.write(f"READY {self.servers[0].sockets[0].getsockname()[1]}\n")
-            sys.stdout.flush()
-
-
 def main() -> None:
     warnings.simplefilter("ignore")  # the 2026-07-28 deprecations of sampling, roots, logging
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -76,7 +70,7 @@ def main() -> None:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
     )
-    asyncio.run(_ReadyServer(config).serve())
+    asyncio.run(ReadyServer(config, name="interactive").serve())
 
 
 if __name__ == "__main__":

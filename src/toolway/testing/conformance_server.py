@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import warnings
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn, get_args
 
 import anyio
@@ -40,6 +38,8 @@ from mcp.server.streamable_http import EventCallback, EventId, EventMessage, Eve
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from toolway.testing.upstream import ReadyServer
 
 __all__ = ["MemoryEventStore", "build_server", "main"]
 
@@ -403,34 +403,10 @@ def _not_an_answer(answer: types.InputResponse | types.InputRequiredResult) -> t
     raise ToolError(f"Unexpected answer to the input request: {type(answer).__name__}")
 
 
-class _ReadyServer(uvicorn.Server):
-    """uvicorn server that announces ``READY <port>`` once it accepts connections."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if not self.started:
-            return
-        port = self.servers[0].sockets[0].getsockname()[1]
-        sys.stderr.write(f"{SERVER_NAME} listening on http://{HOST}:{port}/mcp\n")
-        sys.stderr.flush()
-        sys.stdout.write(f"READY {port}\n")
-        sys.stdout.flush()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # uvicorn re-raises a captured signal after its graceful shutdown; we want status 0.
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 async def _serve_http(server: MCPServer, port: int) -> None:
     app = server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=100, host=HOST)
     config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    await _ReadyServer(config).serve()
+    await ReadyServer(config, name=SERVER_NAME).serve()
 
 
 async def _serve_stdio(server: MCPServer) -> None:

@@ -50,7 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolway.testing.duplex_tools import add_duplex_tools
 
-__all__ = ["HandshakeOnlyApp", "ToolPages", "build_server", "main"]
+__all__ = ["HandshakeOnlyApp", "ReadyServer", "ToolPages", "build_server", "main"]
 
 ERAS = ("both", "handshake")
 TRANSPORTS = ("stdio", "http")
@@ -279,7 +279,7 @@ async def _send_json_error(send: Send, status: int, code: int, message: str) -> 
     await send({"type": "http.response.body", "body": body})
 
 
-class _ReadyServer(uvicorn.Server):
+class ReadyServer(uvicorn.Server):
     """uvicorn server that announces ``READY <port>`` once it accepts connections."""
 
     def __init__(self, config: uvicorn.Config, *, name: str) -> None:
@@ -292,7 +292,7 @@ class _ReadyServer(uvicorn.Server):
             return
         # Read back from the listening socket: with --port 0 only the kernel knows the port.
         port = self.servers[0].sockets[0].getsockname()[1]
-        sys.stderr.write(f"upstream {self.name} listening on http://{HOST}:{port}/mcp\n")
+        sys.stderr.write(f"{self.name} listening on http://{HOST}:{port}/mcp\n")
         sys.stderr.flush()
         sys.stdout.write(f"READY {port}\n")
         sys.stdout.flush()
@@ -322,7 +322,7 @@ async def _serve_http(server: MCPServer, *, era: str, port: int, json_response: 
         # Open SSE streams would otherwise hold a SIGTERM shutdown open indefinitely.
         timeout_graceful_shutdown=2,
     )
-    await _ReadyServer(config, name=server.name).serve()
+    await ReadyServer(config, name=f"upstream {server.name}").serve()
 
 
 async def _serve_stdio(server: MCPServer, *, era: str) -> None:
