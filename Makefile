@@ -32,6 +32,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests examples
 	$(BIN)/ruff check --fix src tests examples
 
+bench: $(STAMP)
+	$(BIN)/python bench/hop.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) toolway.db toolway.db-wal toolway.db-shm .pytest_cache .ruff_cache .mypy_cache clients/ts/node_modules
 

@@ -113,9 +113,7 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TOOLWAY_")}
 
 
-async def _start(
-    name: str, argv: list[str], ready: Callable[[str], str | None], workdir: Path
-) -> tuple[Child, str]:
+async def _start(name: str, argv: list[str], ready: Callable[[str], str | None], workdir: Path) -> tuple[Child, str]:
     """Start a child and read its stdout until `ready` recognises a line (at most STARTUP_TIMEOUT s)."""
     stderr_path = workdir / f"{name}.stderr.log"
     stderr = _open_log(stderr_path)
@@ -305,9 +303,7 @@ class Endpoint:
     async def send(self, request: Request) -> dict[str, Any]:
         """POST one request; its result, or CallFailed (non-200, JSON-RPC error, bad body)."""
         self._ids += 1
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "id": self._ids, "method": request.method, "params": request.params}
-        )
+        body = orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": request.method, "params": request.params})
         async with self.http.post(self.url, data=body, headers=request.headers) as resp:
             raw = await resp.read()
             if resp.status != 200:
@@ -584,8 +580,7 @@ def table(rows: list[Row], unit: str) -> str:
     numeric = range(3, len(header) - 1)
     lines = [
         "  ".join(
-            cell.rjust(w) if i in numeric else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+            cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True))
         ).rstrip()
         for r in [header, *body]
     ]
@@ -602,9 +597,7 @@ def machine() -> str:
                 break
     import importlib.metadata as md
 
-    versions = ", ".join(
-        f"{p} {md.version(p)}" for p in ("toolway", "aiohttp", "uvicorn", "uvloop", "orjson")
-    )
+    versions = ", ".join(f"{p} {md.version(p)}" for p in ("toolway", "aiohttp", "uvicorn", "uvloop", "orjson"))
     return (
         f"machine: nproc={len(os.sched_getaffinity(0))} ({model or platform.machine()}), "
         f"{platform.system()} {platform.release()}\n"
@@ -700,14 +693,18 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def main() -> None:
-    args = parse_args()
+def _run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:
-        uvloop = None
+        return asyncio.run(run(args))
+    return uvloop.run(run(args))
+
+
+def main() -> None:
+    args = parse_args()
     try:
-        sys.exit(uvloop.run(run(args)) if uvloop is not None else asyncio.run(run(args)))
+        sys.exit(_run(args))
     except (RuntimeError, CallFailed) as exc:
         print(f"hop: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -99,9 +99,7 @@ class LeanServer:
             await _send(send, 400, _error(None, PARSE_ERROR, "Parse error"))
             return
         if not isinstance(msg, dict):
-            await _send(
-                send, 400, _error(None, INVALID_REQUEST, "Invalid Request: batches are not supported")
-            )
+            await _send(send, 400, _error(None, INVALID_REQUEST, "Invalid Request: batches are not supported"))
             return
         method = msg.get("method")
         if "id" not in msg or not isinstance(method, str):
@@ -171,8 +169,12 @@ class LeanServer:
             version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE
             new_id = secrets.token_hex(16)
             self.sessions.add(new_id)
-            result = {"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": SERVER_INFO}
-            answer = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+            init: dict[str, Any] = {
+                "protocolVersion": version,
+                "capabilities": {"tools": {}},
+                "serverInfo": SERVER_INFO,
+            }
+            answer = {"jsonrpc": "2.0", "id": msg_id, "result": init}
             await _send(send, 200, answer, [(b"mcp-session-id", new_id.encode())])
             return
         if session_id not in self.sessions:
