@@ -15,7 +15,9 @@ from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json
+from toolway.ingress.legacy_sse import LegacySseIngress
 from toolway.ingress.security import HostOriginCheck
+from toolway.ingress.websocket import WebSocketIngress
 from toolway.protocol import jsonrpc
 from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
@@ -29,6 +31,7 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _KEEPALIVE = b": keep-alive\n\n"
+_ENDPOINTS = frozenset({"mcp", "sse", "messages", "ws"})
 
 
 class StreamableHttpIngress:
@@ -44,6 +47,7 @@ class StreamableHttpIngress:
         spawn: Spawn,
         keepalive_seconds: float = 15.0,
         retry_ms: int = 1000,
+        max_queued: int = 1024,
     ) -> None:
         self._layer = layer
         self._security = security
@@ -52,24 +56,43 @@ class StreamableHttpIngress:
         self._spawn = spawn
         self._keepalive = keepalive_seconds
         self._retry_ms = retry_ms
+        self.legacy = LegacySseIngress(
+            layer,
+            spawn,
+            max_message_bytes=max_body_bytes,
+            keepalive_seconds=keepalive_seconds,
+            max_queued=max_queued,
+        )
+        self.websocket = WebSocketIngress(layer, spawn, max_message_bytes=max_body_bytes, max_queued=max_queued)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             return  # Lifespan is handled by the composition root.
         path: str = scope["path"]
-        server = self._endpoint(path)
-        if server is None:
-            await respond_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp"})
-            return
+        route = self._route(path)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         problem = self._security.problem(headers.get("host"), headers.get("origin"))
+        if kind == "websocket":
+            if route is None or route[0] != "ws" or problem is not None:
+                await send({"type": "websocket.close", "code": 1008, "reason": problem[1] if problem else "not found"})
+                return
+            await self._websocket(scope, receive, send, route[1], route[2])
+            return
+        if route is None:
+            await respond_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp"})
+            return
         if problem is not None:
             status, reason = problem
             await respond_json(send, status, {"error": reason})
             return
+        endpoint, prefix, server = route
         method = scope["method"]
+        if endpoint != "mcp":
+            await self._other(endpoint, method, scope, receive, send, prefix, server)
+            return
         if method == "POST":
-            await self._post(scope, receive, send, path, server or None, headers)
+            await self._post(scope, receive, send, path, server, headers)
         elif method == "GET":
             await self._get(receive, send, path, headers)
         elif method == "DELETE":
@@ -82,15 +105,42 @@ class StreamableHttpIngress:
         else:
             await respond(send, 405, headers=[(b"allow", b"GET, POST, DELETE")])
 
-    def _endpoint(self, path: str) -> str | None:
-        """'' for /mcp, the server name for /servers/<name>/mcp, None for anything else."""
-        if path == "/mcp":
-            return ""
-        if path.startswith("/servers/") and path.endswith("/mcp"):
-            name = path[len("/servers/") : -len("/mcp")]
-            if name in self._servers:
-                return name
-        return None
+    def _route(self, path: str) -> tuple[str, str, str | None] | None:
+        """(endpoint, path prefix, server) for `/mcp`, `/sse`, `/messages`, `/ws` and their
+        `/servers/<name>/…` forms; None for anything else."""
+        prefix, server = "", None
+        if path.startswith("/servers/"):
+            name, _, rest = path[len("/servers/") :].partition("/")
+            if name not in self._servers:
+                return None
+            prefix, server, path = f"/servers/{name}", name, "/" + rest
+        endpoint = path[1:]
+        if endpoint not in _ENDPOINTS:
+            return None
+        return endpoint, prefix, server
+
+    async def _other(
+        self,
+        endpoint: str,
+        method: str,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        prefix: str,
+        server: str | None,
+    ) -> None:
+        if endpoint == "sse" and method == "GET":
+            await self.legacy.open(receive, send, prefix, server)
+        elif endpoint == "messages" and method == "POST":
+            await self.legacy.post(scope, receive, send)
+        elif endpoint == "ws":
+            await respond_json(send, 426, {"error": "WebSocket upgrade required"}, headers=[(b"upgrade", b"websocket")])
+        else:
+            allow = b"GET" if endpoint == "sse" else b"POST"
+            await respond(send, 405, headers=[(b"allow", allow)])
+
+    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any, prefix: str, server: str | None) -> None:
+        await self.websocket(scope, receive, send, prefix, server)
 
     async def _post(
         self,

@@ -124,7 +124,11 @@ class Parking:
         if not hmac.compare_digest(mac.encode(), expected.rstrip(b"=")):
             raise InvalidParams("requestState was not issued by this gateway")
         sink = self._parked.pop(token, None)
-        self._expiry.pop(token, None)
+        expiry = self._expiry.pop(token, None)
+        if sink is not None and expiry is not None and self._clock.now() >= expiry:
+            if sink.task is not None:
+                sink.task.cancel()
+            sink = None
         if sink is None:
             raise InvalidParams("requestState is unknown or expired: send the original request again")
         return sink

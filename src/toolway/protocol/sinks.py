@@ -64,6 +64,7 @@ class HandshakeSink:
             async with asyncio.timeout(self._timeout):
                 answer = await future
         except TimeoutError:
+            self.notify("notifications/cancelled", {"requestId": request_id, "reason": "no answer in time"})
             raise UpstreamTimeout("<client>", f"no answer to {method} within {self._timeout:g}s") from None
         except asyncio.CancelledError:
             # The server gave up on its question: so must the client.

@@ -64,6 +64,10 @@ class EventStream:
             return b""
         return b"id: %s-0\nretry: %d\ndata: \n\n" % (self.id.encode(), retry_ms)
 
+    def bodies_after(self, seq: int) -> tuple[list[bytes], int]:
+        """JSON bodies newer than `seq` and the new position (for transports without SSE framing)."""
+        return [body for s, body in self._history if s > seq], self._seq
+
     def after(self, seq: int) -> tuple[list[bytes], int, bool]:
         """SSE frames newer than `seq`, the new position, and whether some were already dropped."""
         sid = self.id.encode()
@@ -94,6 +98,6 @@ class EventStream:
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """`s12-34` -> ("s12", 34); None for anything else."""
     stream, sep, seq = value.rpartition("-")
-    if not sep or not stream or not seq.isdigit():
+    if not sep or not stream or not (seq.isascii() and seq.isdigit()):
         return None
     return stream, int(seq)

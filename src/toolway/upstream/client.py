@@ -195,7 +195,9 @@ class UpstreamClient:
         raw_params = msg.get("params")
         params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         if "id" in msg:
-            self._start_relay(msg, sink)
+            if isinstance(method, str):
+                self._start_relay(msg, sink)
+            return  # A response outside any request (e.g. the end of a listen stream): nothing to do.
         elif method == "notifications/progress":
             entry = self._progress.get(str(params.get("progressToken")))
             if entry is not None:
@@ -243,6 +245,12 @@ class UpstreamClient:
                 reply["result"] = await sink.request(method, msg.get("params"))
             except (ToolwayError, UpstreamRpcError) as exc:
                 reply["error"] = to_error(exc)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # The server cancelled its own request: no answer is due.
+                # The client went away (its session ended): the server still deserves an answer.
+                reply["error"] = {"code": -32603, "message": f"the client that was asked {method!r} went away"}
         try:
             await self.channel.notify(reply, self._plain_headers())
         except ChannelClosed:

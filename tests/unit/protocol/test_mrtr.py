@@ -253,11 +253,6 @@ async def test_only_the_expired_state_goes(clock: FakeClock, spawner: Spawner) -
     assert parking.take(late) is late_sink
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Parking.take never checks the deadline; a state past it is accepted until the reaper task runs",
-)
 def test_a_state_past_its_deadline_is_refused_even_before_the_reaper_runs(parking: Parking, clock: FakeClock) -> None:
     state = parking.park(bridge(parking))
     clock.t += DEADLINE + 1

@@ -236,7 +236,12 @@ def test_resource_updates_stop_after_unsubscribe_and_remove() -> None:
 
 @pytest.mark.parametrize(
     ("level", "expected"),
-    [("debug", ["dbg"]), ("info", ["dbg", "inf"]), ("error", ["dbg", "inf", "err"]), ("critical", ["dbg", "inf", "err"])],
+    [
+        ("debug", ["dbg"]),
+        ("info", ["dbg", "inf"]),
+        ("error", ["dbg", "inf", "err"]),
+        ("critical", ["dbg", "inf", "err"]),
+    ],
 )
 def test_log_messages_are_filtered_by_each_listeners_level(level: str, expected: list[str]) -> None:
     listeners = {
