@@ -25,6 +25,7 @@ import uvicorn
 from toolway.admin.app import AdminApp
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig
+from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
 from toolway.observability import logging as tw_logging
@@ -95,6 +96,7 @@ class Gateway:
             spawn=self._spawn,
             keepalive_seconds=config.streams.keepalive_seconds,
             retry_ms=config.streams.retry_ms,
+            max_queued=config.streams.max_queued_messages,
         )
         self.manager.on_notification(self._upstream_notification)
         self.accepting = False
@@ -116,6 +118,10 @@ class Gateway:
         conn = self.manager.get(scope)
         upstream = conn.negotiated.capabilities if conn is not None and conn.negotiated is not None else {}
         return {key: upstream[key] for key in _KNOWN_CAPABILITIES if isinstance(upstream.get(key), dict)}
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a job owned by the gateway (for ingress adapters outside this module)."""
+        return self._spawn(coro)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a job owned by the gateway: cancelled and awaited at shutdown."""
@@ -220,13 +226,17 @@ def _url(sock: socket.socket, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def _listener(app: Any, drain: float) -> _Listener:
+def _listener(app: Any, drain: float, keepalive: float = 20.0, max_message: int = 16 * 1024 * 1024) -> _Listener:
     config = uvicorn.Config(
         app,
         lifespan="off",
         log_level="warning",
         access_log=False,
         http="httptools",
+        ws="websockets-sansio",
+        ws_ping_interval=keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
+        ws_ping_timeout=keepalive,
+        ws_max_size=max_message,  # larger frames close with 1009
         timeout_graceful_shutdown=max(1, round(drain)),
     )
     return _Listener(config)
@@ -248,7 +258,7 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
             raise
     async with Gateway(config, clock=clock) as gateway:
         drain = config.shutdown.drain_seconds
-        listeners = [_listener(gateway.app, drain)]
+        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
         tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
@@ -297,6 +307,61 @@ def serve(config: GatewayConfig) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run(config, on_ready=announce))
+    except StartupError as exc:
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def run_stdio(config: GatewayConfig, server: str | None) -> None:
+    """Serve one client on stdin/stdout until stdin closes or a signal arrives. Logs go to stderr."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    reader = asyncio.StreamReader(limit=config.limits.max_body_bytes + 1)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    async with Gateway(config) as gateway:
+        gateway.accepting = True
+        conn = MessageConnection(
+            gateway.layer,
+            gateway.spawn,
+            path="/stdio" if server is None else f"/servers/{server}/stdio",
+            scope=server,
+            transport="stdio",
+            max_message_bytes=config.limits.max_body_bytes,
+            max_queued=config.streams.max_queued_messages,
+        )
+
+        async def write(body: bytes) -> None:
+            writer.write(body + b"\n")
+            await writer.drain()
+
+        async def read() -> None:
+            while line := await reader.readline():
+                if line.strip():
+                    await conn.receive(line.strip())
+
+        tasks = [asyncio.ensure_future(t) for t in (conn.run_writer(write), read(), stop.wait(), conn.closed.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            conn.close("stdin closed")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            gateway.accepting = False
+    writer.close()
+
+
+def serve_stdio(config: GatewayConfig, server: str | None = None) -> int:
+    """The `toolway stdio` command's body. Returns the process exit code."""
+    tw_logging.configure(config.logging.level, config.logging.format)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run_stdio(config, server))
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1

@@ -100,13 +100,17 @@ def test_out_of_range_value_shows_what_was_given(tmp_path: Path) -> None:
 
 
 def test_bad_transport_lists_the_allowed_values(tmp_path: Path) -> None:
-    message = error_of(tmp_path, "servers: [{name: a, transport: sse, url: 'http://x'}]\n")
-    assert message.endswith(": servers.0.transport: must be one of 'stdio', 'streamable-http' (got 'sse')")
+    message = error_of(tmp_path, "servers: [{name: a, transport: grpc, url: 'http://x'}]\n")
+    assert message.endswith(
+        ": servers.0.transport: must be one of 'stdio', 'streamable-http', 'sse', 'websocket', 'auto' (got 'grpc')"
+    )
 
 
 def test_missing_transport_lists_the_allowed_values(tmp_path: Path) -> None:
     message = error_of(tmp_path, "servers: [{name: a, command: [x]}]\n")
-    assert message.endswith(": servers.0.transport: Field required; expected one of 'stdio', 'streamable-http'")
+    assert message.endswith(
+        ": servers.0.transport: Field required; expected one of 'stdio', 'streamable-http', 'sse', 'websocket', 'auto'"
+    )
 
 
 def test_duplicate_server_names(tmp_path: Path) -> None:

@@ -65,6 +65,21 @@ def serve_command(
     raise typer.Exit(serve(gateway))
 
 
+@app.command("stdio")
+def stdio_command(
+    config: ConfigPath = Path("toolway.yaml"),
+    server: Annotated[str | None, typer.Option(help="Serve only this server, names unchanged.")] = None,
+) -> None:
+    """Be an MCP server on stdin/stdout, for clients that only launch local processes."""
+    gateway = _load(config)
+    if server is not None and gateway.server(server) is None:
+        typer.echo(f"No server named {server!r} in {config}.", err=True)
+        raise typer.Exit(2)
+    from toolway.app import serve_stdio
+
+    raise typer.Exit(serve_stdio(gateway, server))
+
+
 @servers_app.command("list")
 def servers_list(config: ConfigPath = Path("toolway.yaml"), as_json: JsonFlag = False) -> None:
     """List configured servers and their last recorded state.

@@ -225,9 +225,10 @@ def _resolve(loc: tuple[str | int, ...]) -> tuple[list[str], Any]:
     at: Any = GatewayConfig
     shown: list[str] = []
     for segment in loc:
+        tag_field = _discriminator(at)
         at = _strip_annotated(at)
         if _is_union(at):
-            member = next((m for m in get_args(at) if _is_model(m) and _has_tag(m, segment)), None)
+            member = next((m for m in get_args(at) if _is_model(m) and _has_tag(m, segment, tag_field)), None)
             if member is not None:
                 at = member
                 continue
@@ -250,10 +251,18 @@ def _union_tags(at: Any, field: str) -> list[str]:
     return tags
 
 
-def _has_tag(model: type[BaseModel], segment: object) -> bool:
-    return any(
-        get_origin(f.annotation) is Literal and segment in get_args(f.annotation) for f in model.model_fields.values()
-    )
+def _has_tag(model: type[BaseModel], segment: object, tag_field: str | None) -> bool:
+    # Only the discriminator holds the tag: `transport: auto` must not match a member's `era: auto`.
+    fields = [model.model_fields[tag_field]] if tag_field in model.model_fields else model.model_fields.values()
+    return any(get_origin(f.annotation) is Literal and segment in get_args(f.annotation) for f in fields)
+
+
+def _discriminator(at: Any) -> str | None:
+    """The discriminator field of an ``Annotated[Union, Field(discriminator=...)]``, if ``at`` is one."""
+    if get_origin(at) is not Annotated:
+        return None
+    found = (getattr(meta, "discriminator", None) for meta in get_args(at)[1:])
+    return next((d for d in found if isinstance(d, str)), None)
 
 
 def _strip_annotated(at: Any) -> Any:

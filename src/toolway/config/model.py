@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
@@ -17,6 +17,7 @@ SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 NAMESPACE_SEPARATOR = "__"
 
 UpstreamEra = Literal["auto", "2026-07-28", "handshake"]
+HttpTransport = Literal["streamable-http", "sse", "websocket", "auto"]
 
 
 class _Model(BaseModel):
@@ -78,14 +79,20 @@ class StdioServerConfig(_ServerBase):
 
 
 class HttpServerConfig(_ServerBase):
-    transport: Literal["streamable-http"]
+    # "sse" is the 2024-11-05 HTTP+SSE transport (GET stream + POST endpoint); "auto" tries
+    # Streamable HTTP and falls back to it when the server answers like an older one.
+    transport: HttpTransport
     url: str
     headers: dict[str, str] = {}
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+    def _url_scheme(cls, value: str, info: ValidationInfo) -> str:
+        # `transport` is declared first, so it is validated (and in info.data) already.
+        if info.data.get("transport") == "websocket":
+            if not value.startswith(("ws://", "wss://", "http://", "https://")):
+                raise ValueError("must be a ws://, wss://, http:// or https:// URL")
+        elif not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
@@ -122,6 +129,9 @@ class Streams(_Model):
 
     keepalive_seconds: float = Field(default=15.0, gt=0)
     retry_ms: int = Field(default=1000, ge=0)
+    # Messages waiting for a slow client on one connection or stream; past it, the client is
+    # disconnected with a logged reason rather than letting the gateway's memory grow.
+    max_queued_messages: int = Field(default=1024, gt=0)
     # How long a stateless-era call waits, parked, for the client's input_required retry.
     input_deadline_seconds: float = Field(default=300.0, gt=0)
 

@@ -31,7 +31,9 @@ from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
 from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
 from toolway.upstream.client import Negotiated, UpstreamClient
 from toolway.upstream.http import HttpChannel
+from toolway.upstream.legacy_sse import LegacySseChannel, NotAnEventStream, says_wrong_transport, sse_urls
 from toolway.upstream.stdio import StdioChannel
+from toolway.upstream.websocket import WebSocketChannel
 
 log = structlog.get_logger("toolway.upstream")
 
@@ -70,6 +72,10 @@ class UpstreamConnection:
         self._lost = asyncio.Event()
         self._spawn: Callable[[Any], None] | None = None
         self.inflight = 0  # calls sent and not yet answered
+        # The transport actually spoken: `transport: auto` leaves it None until a connection
+        # works, then remembers it (and the URL that worked) for every reconnect.
+        self.effective_transport: str | None = None if config.transport == "auto" else config.transport
+        self._url = config.url if isinstance(config, HttpServerConfig) else None
 
     def pid(self) -> int | None:
         """The stdio child's process id, while one runs."""
@@ -77,8 +83,9 @@ class UpstreamConnection:
         return channel.pid if isinstance(channel, StdioChannel) else None
 
     def endpoint(self) -> str:
+        """The URL spoken to (after any `auto` fallback), or the stdio command."""
         if isinstance(self.config, HttpServerConfig):
-            return self.config.url
+            return self._url or self.config.url
         return " ".join(self.config.command)
 
     async def supervise(self, spawn: Callable[[Any], None]) -> None:
@@ -176,23 +183,17 @@ class UpstreamConnection:
         self.state = State.CONNECTING
         self._settled.clear()
         self._lost.clear()
-        channel = self._new_channel()
-        client = UpstreamClient(
-            self.name,
-            channel,
-            era=self.config.era,
-            spawn=self._spawn,
-            on_session_message=self._session_message,
-        )
         try:
             async with asyncio.timeout(self.config.timeouts.connect):
-                negotiated = await client.connect()
-                self._client, self.negotiated = client, negotiated
+                self._client = await self._open_client()
+                self.negotiated = negotiated = self._client.negotiated
+                assert negotiated is not None
                 self.catalog = await fetch_catalog(negotiated.capabilities, self._fetch)
         except Exception as exc:
-            self._client = None
-            with contextlib.suppress(Exception):
-                await client.close()
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
             self.state, self.last_error = State.DOWN, _describe(exc, self.config.timeouts.connect)
             log.warning("upstream connect failed", server=self.name, error=self.last_error)
             self._settled.set()
@@ -215,16 +216,77 @@ class UpstreamConnection:
         assert self._client is not None
         return await self._client.request(method, params)
 
-    def _new_channel(self) -> Channel:
-        if isinstance(self.config, HttpServerConfig):
-            return HttpChannel(self.config.url, dict(self.config.headers), self._http)
-        return StdioChannel(
-            self.name,
-            list(self.config.command),
-            dict(self.config.env),
-            self.config.cwd,
-            on_close=lambda reason: self._mark_lost(None, reason),
+    async def _open_client(self) -> UpstreamClient:
+        """A connected client over the configured transport (for `auto`: the one that works).
+
+        `auto` tries Streamable HTTP; when that fails and the server answers a POST like
+        a server of the 2024-11-05 transport, it tries HTTP+SSE at the same URL, then at
+        the sibling `…/sse`. What worked is kept; a later protocol failure forgets it.
+
+        Raises: what `UpstreamClient.connect` raises.
+        """
+        config = self.config
+        if not isinstance(config, HttpServerConfig) or config.transport != "auto":
+            return await self._connect_over(self._new_channel(config.transport))
+        if self.effective_transport is not None:
+            try:
+                return await self._connect_over(self._new_channel(self.effective_transport))
+            except (UpstreamProtocolError, NotAnEventStream):
+                self.effective_transport, self._url = None, config.url  # The server changed: probe again.
+                raise
+        try:
+            client = await self._connect_over(self._new_channel("streamable-http"))
+        except UpstreamProtocolError:
+            if not await says_wrong_transport(self._http, config.url, dict(config.headers)):
+                raise
+            client = await self._fall_back_to_sse(config)
+        else:
+            self.effective_transport = "streamable-http"
+        return client
+
+    async def _fall_back_to_sse(self, config: HttpServerConfig) -> UpstreamClient:
+        """Raises: `NotAnEventStream` when no candidate URL serves an event stream."""
+        error = NotAnEventStream(f"no event stream at {config.url}")
+        for url in sse_urls(config.url):
+            channel = LegacySseChannel(url, dict(config.headers), self._http, on_close=self._channel_closed)
+            try:
+                client = await self._connect_over(channel)
+            except NotAnEventStream as exc:
+                error = exc
+                continue
+            self.effective_transport, self._url = "sse", url
+            log.info("upstream speaks the HTTP+SSE transport", server=self.name, url=url)
+            return client
+        raise error
+
+    async def _connect_over(self, channel: Channel) -> UpstreamClient:
+        """Connect a client over `channel`; on failure close it and re-raise."""
+        client = UpstreamClient(
+            self.name, channel, era=self.config.era, spawn=self._spawn, on_session_message=self._session_message
         )
+        try:
+            await client.connect()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        return client
+
+    def _new_channel(self, transport: str) -> Channel:
+        config = self.config
+        if isinstance(config, StdioServerConfig):
+            command, env = list(config.command), dict(config.env)
+            return StdioChannel(config.name, command, env, config.cwd, on_close=self._channel_closed)
+        url, headers = self._url or config.url, dict(config.headers)
+        if transport == "sse":
+            return LegacySseChannel(url, headers, self._http, on_close=self._channel_closed)
+        if transport == "websocket":
+            return WebSocketChannel(url, headers, self._http, on_close=self._channel_closed)
+        return HttpChannel(url, headers, self._http)
+
+    def _channel_closed(self, reason: str) -> None:
+        """A message-stream channel (stdio, SSE, WebSocket) lost its transport."""
+        self._mark_lost(None, reason)
 
     def _mark_lost(self, client: UpstreamClient | None, reason: str) -> None:
         if client is not None and client is not self._client:

@@ -3,9 +3,9 @@
 Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
 
     --name NAME                      required; appears in tool results, resources and log lines
-    --transport stdio|http           default stdio
+    --transport stdio|http|sse|ws    default stdio; sse is the 2024-11-05 HTTP+SSE transport
     --era both|handshake             default both; ``handshake`` acts like a pre-2026-07-28 server
-    --port N                         http only; default 0 (ephemeral); binds 127.0.0.1
+    --port N                         http, sse, ws; default 0 (ephemeral); binds 127.0.0.1
     --json-response / --sse-response http only; default --sse-response
     --stateless                      http only; the SDK's stateless_http mode
     --extra-tools N                  add tools t000..t(N-1), each returning its own name
@@ -17,8 +17,10 @@ tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sa
 ``greet`` (with completion of its ``name`` argument); the resources ``ui://NAME/page`` and
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
-Over http the process prints exactly one line, ``READY <port>``, to stdout once it accepts
-connections. Over stdio, stdout carries nothing but protocol. Either way it writes
+Over http, sse and ws the process prints exactly one line, ``READY <port>``, to stdout once it
+accepts connections. It serves Streamable HTTP at ``/mcp``, the HTTP+SSE stream at ``/sse`` (messages
+to ``/messages/``, as the SDK's ``sse_app``), and WebSocket (subprotocol ``mcp``) at ``ws://…/mcp``.
+Over stdio, stdout carries nothing but protocol. Either way it writes
 ``upstream NAME started`` to stderr first, logs to stderr, and exits with status 0 on SIGTERM
 or SIGINT (status 3 when the ``crash`` tool is called).
 """
@@ -37,15 +39,26 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any, NoReturn
 
 import anyio
+import mcp_types
 import uvicorn
+from aiohttp import WSMsgType, web
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.runner import serve_loop
+from mcp.server.sse import SseServerTransport
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST, Completion, PromptReference
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolway.testing.duplex_tools import add_duplex_tools
@@ -53,7 +66,7 @@ from toolway.testing.duplex_tools import add_duplex_tools
 __all__ = ["HandshakeOnlyApp", "ReadyServer", "ToolPages", "build_server", "main"]
 
 ERAS = ("both", "handshake")
-TRANSPORTS = ("stdio", "http")
+TRANSPORTS = ("stdio", "http", "sse", "ws")
 CRASH_EXIT_CODE = 3
 HOST = "127.0.0.1"
 
@@ -282,9 +295,10 @@ async def _send_json_error(send: Send, status: int, code: int, message: str) -> 
 class ReadyServer(uvicorn.Server):
     """uvicorn server that announces ``READY <port>`` once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, *, name: str) -> None:
+    def __init__(self, config: uvicorn.Config, *, name: str, path: str = "/mcp") -> None:
         super().__init__(config)
         self.name = name
+        self.path = path
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -292,10 +306,7 @@ class ReadyServer(uvicorn.Server):
             return
         # Read back from the listening socket: with --port 0 only the kernel knows the port.
         port = self.servers[0].sockets[0].getsockname()[1]
-        sys.stderr.write(f"{self.name} listening on http://{HOST}:{port}/mcp\n")
-        sys.stderr.flush()
-        sys.stdout.write(f"READY {port}\n")
-        sys.stdout.flush()
+        _announce(self.name, f"http://{HOST}:{port}{self.path}", port)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -309,10 +320,45 @@ class ReadyServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _announce(name: str, url: str, port: int) -> None:
+    sys.stderr.write(f"{name} listening on {url}\n")
+    sys.stderr.flush()
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+
+
 async def _serve_http(server: MCPServer, *, era: str, port: int, json_response: bool, stateless: bool) -> None:
     app: ASGIApp = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
     if era == "handshake":
         app = HandshakeOnlyApp(app, stateless=stateless)
+    await _serve_asgi(app, port=port, name=f"upstream {server.name}", path="/mcp")
+
+
+async def _serve_sse(server: MCPServer, *, era: str, port: int) -> None:
+    # The SDK's own app serves both eras (the client's first request decides); a server of the
+    # 2024-11-05 transport predates 2026-07-28, so `--era handshake` gets the same routes over
+    # the SDK's transport with its handshake-only loop.
+    app = server.sse_app(host=HOST) if era == "both" else _handshake_sse_app(server)
+    await _serve_asgi(app, port=port, name=f"upstream {server.name}", path="/sse")
+
+
+def _handshake_sse_app(server: MCPServer) -> Starlette:
+    security = TransportSecuritySettings(allowed_hosts=[f"{HOST}:*"], allowed_origins=[f"http://{HOST}:*"])
+    transport = SseServerTransport("/messages/", security_settings=security)
+
+    async def handle_sse(request: Request) -> Response:
+        async with transport.connect_sse(request.scope, request.receive, request._send) as (read, write):
+            await _serve_connection(server, read, write, era="handshake")
+        return Response()
+
+    routes = [
+        Route("/sse", endpoint=handle_sse, methods=["GET"]),
+        Mount("/messages/", app=transport.handle_post_message),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _serve_asgi(app: ASGIApp, *, port: int, name: str, path: str) -> None:
     config = uvicorn.Config(
         app,
         host=HOST,
@@ -322,7 +368,83 @@ async def _serve_http(server: MCPServer, *, era: str, port: int, json_response: 
         # Open SSE streams would otherwise hold a SIGTERM shutdown open indefinitely.
         timeout_graceful_shutdown=2,
     )
-    await ReadyServer(config, name=f"upstream {server.name}").serve()
+    await ReadyServer(config, name=name, path=path).serve()
+
+
+async def _serve_ws(server: MCPServer, *, era: str, port: int) -> None:
+    """WebSocket at ``/mcp``, one JSON-RPC message per text frame (the SDK has no WebSocket server)."""
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("mcp",))
+        await ws.prepare(request)
+        await _bridge_websocket(ws, server, era=era)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/mcp", handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, HOST, port).start()
+        bound = int(runner.addresses[0][1])
+        _announce(f"upstream {server.name}", f"ws://{HOST}:{bound}/mcp", bound)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _signum in signals:
+                break
+    finally:
+        with anyio.move_on_after(2):  # Open sockets get a going-away close, bounded.
+            await runner.cleanup()
+
+
+async def _bridge_websocket(ws: web.WebSocketResponse, server: MCPServer, *, era: str) -> None:
+    """Serve one connection: frames in and out through the memory streams an SDK transport hands a server."""
+    read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](16)
+
+    async def frames_in() -> None:
+        async with read_writer:
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                try:
+                    message = mcp_types.jsonrpc_message_adapter.validate_json(frame.data, by_name=False)
+                except ValidationError as exc:
+                    await read_writer.send(exc)
+                    continue
+                await read_writer.send(SessionMessage(message))
+
+    async def frames_out() -> None:
+        async with write_reader:
+            async for session_message in write_reader:
+                await ws.send_str(session_message.message.model_dump_json(by_alias=True, exclude_unset=True))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(frames_in)
+        tg.start_soon(frames_out)
+        await _serve_connection(server, read_stream, write_stream, era=era)  # Returns when frames_in ends.
+        tg.cancel_scope.cancel()
+
+
+async def _serve_connection(
+    server: MCPServer,
+    read: ReadStream[SessionMessage | Exception],
+    write: WriteStream[SessionMessage],
+    *,
+    era: str,
+) -> None:
+    """Serve one connection's streams: both eras (the first request decides), or the handshake era only."""
+    # MCPServer has no public handle on its low-level server; mcp.Client reads it the same way.
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    if era == "both":
+        await lowlevel.run(read, write, lowlevel.create_initialization_options())
+        return
+    # `Server.run` serves both eras; `serve_loop` is the SDK's handshake-only driver, the one its
+    # Streamable HTTP sessions use. There a `server/discover` is -32601 Method not found, and
+    # every request before `initialize` is refused, as by a server that predates 2026-07-28.
+    async with lowlevel.lifespan(lowlevel) as state:
+        await serve_loop(
+            lowlevel, read, write, lifespan_state=state, init_options=lowlevel.create_initialization_options()
+        )
 
 
 async def _serve_stdio(server: MCPServer, *, era: str) -> None:
@@ -336,20 +458,9 @@ async def _serve_stdio(server: MCPServer, *, era: str) -> None:
 
 
 async def _serve_stdio_handshake_only(server: MCPServer) -> None:
-    # `Server.run` serves both eras; `serve_loop` is the SDK's handshake-only driver, the one its
-    # Streamable HTTP sessions use. There a `server/discover` is -32601 Method not found, and
-    # every request before `initialize` is refused, as by a server that predates 2026-07-28.
-    # MCPServer has no public handle on its low-level server; mcp.Client reads it the same way.
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
-    async with stdio_server() as (read_stream, write_stream), lowlevel.lifespan(lowlevel) as state:
+    async with stdio_server() as (read_stream, write_stream):
         try:
-            await serve_loop(
-                lowlevel,
-                read_stream,
-                write_stream,
-                lifespan_state=state,
-                init_options=lowlevel.create_initialization_options(),
-            )
+            await _serve_connection(server, read_stream, write_stream, era="handshake")
         finally:
             # stdio_server's writer task ends only when the write stream closes.
             await write_stream.aclose()
@@ -377,7 +488,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help="the upstream's name, used in its outputs")
     parser.add_argument("--transport", choices=TRANSPORTS, default="stdio")
     parser.add_argument("--era", choices=ERAS, default="both", help="handshake: act like a pre-2026 server")
-    parser.add_argument("--port", type=int, default=None, help="http: port on 127.0.0.1 (default 0, ephemeral)")
+    parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default 0, ephemeral)")
     responses = parser.add_mutually_exclusive_group()
     responses.add_argument("--json-response", dest="json_response", action="store_true", default=None)
     responses.add_argument("--sse-response", dest="json_response", action="store_false")
@@ -391,15 +502,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the fixture server as the command line in ``argv`` asks; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.transport == "stdio":
-        http_only = {
-            "--port": args.port,
-            "--json-response/--sse-response": args.json_response,
-            "--stateless": args.stateless,
-        }
+    if args.transport != "http":
+        http_only = {"--json-response/--sse-response": args.json_response, "--stateless": args.stateless}
         given = [flag for flag, value in http_only.items() if value is not None]
         if given:
             parser.error(f"{', '.join(given)}: only with --transport http")
+    if args.transport == "stdio" and args.port is not None:
+        parser.error("--port: only with --transport http, sse or ws")
     if args.extra_tools < 0 or args.page_size < 0:
         parser.error("--extra-tools and --page-size must not be negative")
     port = 0 if args.port is None else args.port
@@ -427,6 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stateless=bool(args.stateless),
             )
         )
+    elif args.transport == "sse":
+        anyio.run(lambda: _serve_sse(server, era=args.era, port=port))
+    elif args.transport == "ws":
+        anyio.run(lambda: _serve_ws(server, era=args.era, port=port))
     else:
         anyio.run(lambda: _serve_stdio(server, era=args.era))
     return 0
