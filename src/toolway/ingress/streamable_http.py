@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
+import structlog
+
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json
 from toolway.ingress.legacy_sse import LegacySseIngress
 from toolway.ingress.security import HostOriginCheck
@@ -23,6 +25,8 @@ from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
 from toolway.protocol.versions import H_SESSION_ID
 from toolway.sessions.streams import EventStream, parse_event_id
+
+log = structlog.get_logger("toolway.ingress")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 _SSE_HEADERS = [
@@ -56,6 +60,7 @@ class StreamableHttpIngress:
         self._spawn = spawn
         self._keepalive = keepalive_seconds
         self._retry_ms = retry_ms
+        self._max_queued = max_queued
         self.legacy = LegacySseIngress(
             layer,
             spawn,
@@ -186,7 +191,7 @@ class StreamableHttpIngress:
             raw_headers=scope["headers"],
             session_id=headers.get(H_SESSION_ID),
         )
-        stream = EventStream(with_ids=False)
+        stream = EventStream(with_ids=False, history=self._max_queued)
         # Owned by the gateway's task group: a stateless-era call parked for more
         # input outlives this HTTP exchange.
         self._spawn(self._layer.handle(inbound, stream))
@@ -235,7 +240,12 @@ class StreamableHttpIngress:
                 if stream.closed and not started and plain and stream.seq <= 1:
                     await self._plain(stream, send, extra)
                     return
-                frames, position, _lost = stream.after(position)
+                frames, position, lost = stream.after(position)
+                if lost and started:
+                    # The client reads slower than the stream fills: its bounded history has
+                    # dropped events it never saw. End the response; it may resume or retry.
+                    log.warning("ending a stream whose client fell behind", stream=stream.id)
+                    break
                 if frames or (not plain and not started):
                     if not started:
                         started = True

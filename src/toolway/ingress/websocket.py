@@ -78,5 +78,7 @@ class WebSocketIngress:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             if code:
+                # Bounded: a client that stopped reading may never take the close frame either.
                 with contextlib.suppress(Exception):
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    async with asyncio.timeout(1):
+                        await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -65,7 +65,7 @@ def snapshot(conn: UpstreamConnection) -> ServerRecord:
     )
     return ServerRecord(
         name=conn.name,
-        transport=conn.config.transport,
+        transport=conn.effective_transport or conn.config.transport,
         endpoint=conn.endpoint(),
         status=conn.state.value,
         era=_era(negotiated.era, negotiated.protocol_version) if negotiated else None,

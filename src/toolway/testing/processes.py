@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "RunningHttpUpstream",
@@ -26,10 +26,18 @@ __all__ = [
 UPSTREAM_MODULE = "toolway.testing.upstream"
 STOP_GRACE_SECONDS = 5.0
 
+HttpTransport = Literal["streamable-http", "sse", "ws"]
+# transport -> (the fixture's --transport, the URL a client is given, {port} filled in)
+_TRANSPORTS: dict[str, tuple[str, str]] = {
+    "streamable-http": ("http", "http://127.0.0.1:{port}/mcp"),
+    "sse": ("sse", "http://127.0.0.1:{port}/sse"),
+    "ws": ("ws", "ws://127.0.0.1:{port}/mcp"),
+}
+
 
 @dataclass
 class RunningHttpUpstream:
-    """A fixture upstream serving Streamable HTTP at ``url`` from a child process."""
+    """A fixture upstream serving ``url`` (Streamable HTTP, HTTP+SSE or WebSocket) from a child process."""
 
     name: str
     url: str
@@ -83,6 +91,8 @@ def stdio_upstream_command(name: str, *, era: str = "both", extra_tools: int = 0
 async def start_http_upstream(
     name: str,
     *,
+    transport: HttpTransport = "streamable-http",
+    port: int = 0,
     era: str = "both",
     json_response: bool = False,
     stateless: bool = False,
@@ -90,18 +100,28 @@ async def start_http_upstream(
     page_size: int = 0,
     timeout: float = 20.0,  # noqa: ASYNC109 - bounds only the wait for READY, not the upstream's life
 ) -> RunningHttpUpstream:
-    """Start the fixture upstream ``name`` over HTTP on an ephemeral port and wait until it is ready.
+    """Start the fixture upstream ``name`` on ``port`` (0: ephemeral) and wait until it is ready.
 
-    The caller owns the result: ``stop()`` or ``kill()`` it (or use ``http_upstream``).
+    ``transport``: Streamable HTTP (``url`` ends in ``/mcp``), the 2024-11-05 HTTP+SSE transport
+    (``url`` is its event stream, ``…/sse``) or WebSocket (``ws://…/mcp``). ``json_response`` and
+    ``stateless`` are Streamable HTTP options. Pass an earlier upstream's ``port`` to restart it
+    where clients expect it. The caller owns the result: ``stop()`` or ``kill()`` it (or use
+    ``http_upstream``).
 
     Raises:
+        ValueError: Streamable HTTP options with another transport.
         TimeoutError: It did not print ``READY <port>`` within ``timeout`` seconds (it is killed).
         RuntimeError: It exited before it was ready.
     """
-    args = _upstream_args(name, "http", era=era, extra_tools=extra_tools, page_size=page_size)
-    args += ["--port", "0", "--json-response" if json_response else "--sse-response"]
-    if stateless:
-        args.append("--stateless")
+    flag, url_pattern = _TRANSPORTS[transport]
+    args = _upstream_args(name, flag, era=era, extra_tools=extra_tools, page_size=page_size)
+    args += ["--port", str(port)]
+    if transport == "streamable-http":
+        args.append("--json-response" if json_response else "--sse-response")
+        if stateless:
+            args.append("--stateless")
+    elif json_response or stateless:
+        raise ValueError("json_response and stateless are Streamable HTTP options")
     process = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=None
     )
@@ -121,7 +141,7 @@ async def start_http_upstream(
     # Anything it prints later must not fill the pipe and block it.
     drain = asyncio.create_task(_forward_to_stderr(process.stdout), name=f"upstream {name} stdout")
     return RunningHttpUpstream(
-        name=name, url=f"http://127.0.0.1:{port}/mcp", port=port, process=process, _stdout_drain=drain
+        name=name, url=url_pattern.format(port=port), port=port, process=process, _stdout_drain=drain
     )
 
 

@@ -382,7 +382,8 @@ async def _serve_ws(server: MCPServer, *, era: str, port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/mcp", handle)
-    runner = web.AppRunner(app, handle_signals=False)
+    # Open sockets would otherwise hold a SIGTERM shutdown open for aiohttp's default 60 s.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, HOST, port).start()
@@ -392,8 +393,7 @@ async def _serve_ws(server: MCPServer, *, era: str, port: int) -> None:
             async for _signum in signals:
                 break
     finally:
-        with anyio.move_on_after(2):  # Open sockets get a going-away close, bounded.
-            await runner.cleanup()
+        await runner.cleanup()
 
 
 async def _bridge_websocket(ws: web.WebSocketResponse, server: MCPServer, *, era: str) -> None:
@@ -416,7 +416,10 @@ async def _bridge_websocket(ws: web.WebSocketResponse, server: MCPServer, *, era
     async def frames_out() -> None:
         async with write_reader:
             async for session_message in write_reader:
-                await ws.send_str(session_message.message.model_dump_json(by_alias=True, exclude_unset=True))
+                if ws.closed:
+                    continue  # The client is gone: drain, so the server never blocks on a dead socket.
+                with contextlib.suppress(ConnectionResetError):  # It may go between the check and the send.
+                    await ws.send_str(session_message.message.model_dump_json(by_alias=True, exclude_unset=True))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(frames_in)

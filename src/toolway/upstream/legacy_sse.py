@@ -224,7 +224,7 @@ class LegacySseChannel:
             async for chunk in resp.content.iter_any():
                 for event in parser.feed(chunk):
                     if event.event == "endpoint":
-                        if not named.done():
+                        if event.data.strip() and not named.done():
                             named.set_result(event.data.strip())
                     elif event.event == "message":
                         self._calls.deliver(event.data, self.on_message)
