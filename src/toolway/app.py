@@ -87,6 +87,7 @@ class Gateway:
             self.parking,
             subscribe_upstream=self.router.subscribe_upstream,
             on_log_level=self._log_level_changed,
+            max_streams_per_session=config.limits.max_streams_per_session,
         )
         self.app = StreamableHttpIngress(
             self.layer,

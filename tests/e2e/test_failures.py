@@ -157,3 +157,15 @@ async def _post(
 ) -> tuple[int, dict[str, Any]]:
     async with http.post(url, json=body, headers=headers) as resp:
         return resp.status, await resp.json()
+
+
+async def test_keepalive_pings_notice_a_silent_death(tmp_path: Path) -> None:
+    """No client calls at all: the gateway's own MCP pings find the dead handshake-era server."""
+    async with http_upstream("beta", era="handshake") as beta:
+        servers = [{"name": "beta", "transport": "streamable-http", "url": beta.url, "keepalive_seconds": 0.2, **FAST}]
+        async with running_gateway(servers=servers, store_dir=tmp_path) as gw:
+            await wait_for_state(gw.gateway, "beta", State.READY)
+            await beta.kill()
+            await wait_for_state(gw.gateway, "beta", State.DOWN, timeout=10)
+            conn = gw.gateway.manager.get("beta")
+            assert conn is not None and conn.last_error is not None

@@ -54,6 +54,8 @@ class _ServerBase(_Model):
     enabled: bool = True
     timeouts: Timeouts = Timeouts()
     reconnect: Reconnect = Reconnect()
+    # MCP ping to a handshake-era server after this many quiet seconds (keeps idle sessions alive).
+    keepalive_seconds: float = Field(default=30.0, gt=0)
     # Which era to speak upstream: probe `server/discover` and fall back to
     # `initialize` ("auto"), or pin one.
     era: UpstreamEra = "auto"
@@ -105,6 +107,8 @@ class Limits(_Model):
     # Handshake-era sessions kept at once, and how long an idle one lives.
     max_sessions: int = Field(default=10_000, gt=0)
     session_idle_seconds: float = Field(default=3600.0, gt=0)
+    # Requests one handshake-era session may have in flight (each holds a stream open).
+    max_streams_per_session: int = Field(default=64, gt=0)
     # Items per page of the gateway's merged lists.
     page_size: int = Field(default=200, gt=0, le=10_000)
 

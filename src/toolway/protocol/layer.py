@@ -83,6 +83,7 @@ class ProtocolLayer:
         *,
         subscribe_upstream: Callable[[str, bool], Awaitable[None]],
         on_log_level: Callable[[], None] = lambda: None,
+        max_streams_per_session: int = 64,
     ) -> None:
         self._handler = handler
         self._sessions = sessions
@@ -91,6 +92,7 @@ class ProtocolLayer:
         self._parking = parking
         self._on_log_level = on_log_level
         self._subscribe_upstream = subscribe_upstream
+        self._max_streams = max_streams_per_session
         self.closing = asyncio.Event()  # set at shutdown: long-lived listen streams end
 
     def is_modern(self, inbound: Inbound) -> bool:
@@ -265,6 +267,10 @@ class ProtocolLayer:
         assert msg.method is not None and msg.id is not None
         if msg.method == "initialize":
             _fail(stream, msg.id, to_error(InvalidRequest("Invalid Request: already initialized")), 200)
+            return
+        if len(session.inflight) >= self._max_streams:
+            exc3 = InvalidRequest(f"this session already has {self._max_streams} requests in flight; wait for some")
+            _fail(stream, msg.id, to_error(exc3), 200)
             return
         stream.with_ids = True
         session.remember(stream)

@@ -96,12 +96,38 @@ class UpstreamConnection:
             while True:
                 if await self._connect_once():
                     delay = self.config.reconnect.initial
-                    await self._lost.wait()
+                    await self._keep_alive()
                     await self._drop_client()
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, self.config.reconnect.max)
         finally:
             await self._drop_client()
+
+    async def _keep_alive(self) -> None:
+        """Until the connection is lost: ping a handshake-era server when it has been quiet.
+
+        An idle session behind a load balancer would otherwise be cut, and a server
+        that died silently would only be noticed by the next caller.
+        """
+        interval = self.config.keepalive_seconds
+        while not self._lost.is_set():
+            try:
+                async with asyncio.timeout(interval):
+                    await self._lost.wait()
+                return
+            except TimeoutError:
+                pass
+            client = self._client
+            negotiated = self.negotiated
+            if client is None or negotiated is None or negotiated.era != "handshake" or self.inflight:
+                continue
+            try:
+                async with asyncio.timeout(min(interval, self.config.timeouts.call)):
+                    await client.request("ping", None)
+            except (TimeoutError, ChannelClosed, SessionExpired) as exc:
+                self._mark_lost(client, f"keep-alive ping failed: {exc or 'no answer'}")
+            except (UpstreamError, UpstreamRpcError):
+                pass  # It answered, if oddly: it is alive.
 
     async def call(
         self,
