@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// A scriptable MCP client on the official TypeScript SDK (handshake era, Streamable HTTP),
-// for Toolway's tests: `node clients/ts/client.mjs URL [--timeout SECONDS] < script.json`.
+// A scriptable MCP client on the official TypeScript SDK (handshake era, Streamable HTTP or,
+// with `--transport sse`, the 2024-11-05 HTTP+SSE transport), for Toolway's tests:
+// `node clients/ts/client.mjs URL [--timeout SECONDS] [--transport streamable-http|sse] < script.json`.
+// With `--transport sse`, URL is the GET stream (e.g. http://127.0.0.1:8080/sse).
 //
 // The script is a JSON array of steps; each step prints exactly one JSON line to stdout,
 // `{"ok":true,"result":...}` or `{"ok":false,"error":{"code":...,"message":...,"data":...,"name":...}}`.
@@ -27,6 +29,7 @@
 import { access, writeFile } from 'node:fs/promises';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
     CreateMessageRequestSchema,
@@ -43,6 +46,7 @@ const CLOSE_TIMEOUT_MS = 5000;
 const DEFAULT_WAIT_MS = 5000;
 const MAX_PAGES = 1000;
 const SIGNAL_POLL_MS = 20;
+const TRANSPORTS = ['streamable-http', 'sse'];
 
 // stdout carries step results only: whatever else calls console.log/info/debug goes to stderr.
 for (const level of ['log', 'info', 'debug']) {
@@ -55,19 +59,23 @@ function diag(message) {
 
 function usage(message) {
     diag(message);
-    diag('usage: node client.mjs URL [--timeout SECONDS] < script.json');
+    diag('usage: node client.mjs URL [--timeout SECONDS] [--transport streamable-http|sse] < script.json');
     process.exit(EXIT_USAGE);
 }
 
 function parseArgs(argv) {
     let url;
     let timeoutS = 60;
+    let transport = 'streamable-http';
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         if (arg === '--timeout' || arg.startsWith('--timeout=')) {
             const value = arg === '--timeout' ? argv[++i] : arg.slice('--timeout='.length);
             timeoutS = Number(value);
             if (!Number.isFinite(timeoutS) || timeoutS <= 0) usage(`bad --timeout: ${value}`);
+        } else if (arg === '--transport' || arg.startsWith('--transport=')) {
+            transport = arg === '--transport' ? argv[++i] : arg.slice('--transport='.length);
+            if (!TRANSPORTS.includes(transport)) usage(`bad --transport: ${transport} (one of ${TRANSPORTS.join(', ')})`);
         } else if (arg.startsWith('--')) {
             usage(`unknown option: ${arg}`);
         } else if (url === undefined) {
@@ -78,7 +86,7 @@ function parseArgs(argv) {
     }
     if (url === undefined) usage('missing URL');
     try {
-        return { url: new URL(url), timeoutMs: Math.round(timeoutS * 1000) };
+        return { url: new URL(url), timeoutMs: Math.round(timeoutS * 1000), transport };
     } catch {
         usage(`bad URL: ${url}`);
     }
@@ -117,7 +125,8 @@ function errorObject(error) {
         return out;
     }
     if (error instanceof Error) {
-        // StreamableHTTPError's code is the HTTP status (-1 for an unexpected content type).
+        // StreamableHTTPError's code is the HTTP status (-1 for an unexpected content type);
+        // SseError's is the HTTP status of the failed GET (undefined when the connection broke).
         const code = typeof error.code === 'number' ? error.code : null;
         return { code, message: error.message, name: error.name };
     }
@@ -161,9 +170,10 @@ function matches(params, want) {
 }
 
 class Driver {
-    constructor(url, timeoutMs) {
+    constructor(url, timeoutMs, transportKind = 'streamable-http') {
         this.url = url;
         this.timeoutMs = timeoutMs;
+        this.transportKind = transportKind;
         this.notifications = [];
         this.received = [];
         this.transportErrors = [];
@@ -204,12 +214,13 @@ class Driver {
             client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots }));
         }
 
-        const transport = new StreamableHTTPClientTransport(this.url);
+        const transport =
+            this.transportKind === 'sse' ? new SSEClientTransport(this.url) : new StreamableHTTPClientTransport(this.url);
         // Protocol.connect chains to callbacks already set, so this tap sees every message first,
         // progress notifications included (the SDK routes those to the request's onprogress only).
         transport.onmessage = message => this.tap(message);
         transport.onerror = error => {
-            // Closing aborts the standalone GET stream, which the SDK reports as an error: not one.
+            // Closing aborts the standalone GET (or SSE) stream, which the SDK reports as an error: not one.
             if (this.closed) return;
             diag(`transport error: ${error?.message ?? error}`);
             this.transportErrors.push(errorObject(error));
@@ -222,14 +233,28 @@ class Driver {
             this.connectError = error;
             throw error;
         }
-        return {
-            protocolVersion: transport.protocolVersion ?? null,
-            sessionId: transport.sessionId ?? null,
-            serverInfo: client.getServerVersion() ?? null,
-            capabilities: client.getServerCapabilities() ?? null,
-            instructions: client.getInstructions() ?? null,
-            clientCapabilities: capabilities
-        };
+        return { ...this.facts(), clientCapabilities: capabilities };
+    }
+
+    /** The connection facts. Over SSE, `sessionId` is the endpoint's `session_id` and `endpoint` its URL. */
+    facts() {
+        const transport = this.transport;
+        const client = this.client;
+        const out = {};
+        if (this.transportKind === 'sse') {
+            // SSEClientTransport keeps both privately: the negotiated version and the POST endpoint.
+            const endpoint = transport._endpoint;
+            out.protocolVersion = transport._protocolVersion ?? null;
+            out.sessionId = endpoint?.searchParams.get('session_id') ?? null;
+            out.endpoint = endpoint?.href ?? null;
+        } else {
+            out.protocolVersion = transport.protocolVersion ?? null;
+            out.sessionId = transport.sessionId ?? null;
+        }
+        out.serverInfo = client.getServerVersion() ?? null;
+        out.capabilities = client.getServerCapabilities() ?? null;
+        out.instructions = client.getInstructions() ?? null;
+        return out;
     }
 
     tap(message) {
@@ -287,7 +312,9 @@ class Driver {
     async close() {
         if (this.closed || this.client === undefined) return;
         this.closed = true;
-        if (this.transport.sessionId !== undefined && this.connectError === undefined) {
+        // Only Streamable HTTP has a session to DELETE; an SSE session ends with its stream.
+        const streamable = this.transport instanceof StreamableHTTPClientTransport;
+        if (streamable && this.transport.sessionId !== undefined && this.connectError === undefined) {
             let timer;
             const deadline = new Promise((_, reject) => {
                 timer = setTimeout(() => reject(new Error('DELETE timed out')), CLOSE_TIMEOUT_MS);
@@ -379,13 +406,7 @@ class Driver {
                 await client.sendRootsListChanged();
                 return {};
             case 'serverInfo':
-                return {
-                    protocolVersion: this.transport.protocolVersion ?? null,
-                    sessionId: this.transport.sessionId ?? null,
-                    serverInfo: client.getServerVersion() ?? null,
-                    capabilities: client.getServerCapabilities() ?? null,
-                    instructions: client.getInstructions() ?? null
-                };
+                return this.facts();
             case 'close':
                 await this.close();
                 return {};
@@ -396,13 +417,13 @@ class Driver {
 }
 
 async function main() {
-    const { url, timeoutMs } = parseArgs(process.argv.slice(2));
+    const { url, timeoutMs, transport } = parseArgs(process.argv.slice(2));
     const timer = setTimeout(() => {
         diag(`global timeout of ${timeoutMs} ms expired`);
         process.exit(EXIT_TIMEOUT);
     }, timeoutMs);
     const steps = await readScript();
-    const driver = new Driver(url, timeoutMs);
+    const driver = new Driver(url, timeoutMs, transport);
 
     let rest = steps;
     const init = steps.length > 0 && steps[0].op === 'init' ? steps[0] : undefined;

@@ -28,7 +28,9 @@ from toolway.config.model import GatewayConfig
 from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
+from toolway.observability import access_log
 from toolway.observability import logging as tw_logging
+from toolway.observability.events import Events
 from toolway.pipeline.chain import build_chain
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
@@ -64,11 +66,14 @@ class Gateway:
         self.clock = clock or MonotonicClock()
         self.manager = ConnectionManager(config, clock=self.clock)
         self.hub = Hub()
+        self.events = Events()
+        access_log.install(self.events)
         self.router = Router(
             self.manager,
             self.hub,
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
+            events=self.events,
         )
         self.sessions = SessionTable(
             self.clock,
@@ -80,7 +85,7 @@ class Gateway:
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
         self.layer = ProtocolLayer(
-            build_chain(self.router),
+            build_chain(self.router, self.events),
             self.sessions,
             self.capabilities,
             self.hub,
@@ -153,6 +158,11 @@ class Gateway:
             negotiated = conn.negotiated
             if negotiated is not None and negotiated.era == "handshake" and "logging" in negotiated.capabilities:
                 self._spawn(_quietly(functools.partial(conn.call, "logging/setLevel", {"level": level})))
+
+    async def registry_settled(self) -> None:
+        """Wait until what the gateway learned about its servers so far is in the store."""
+        if self._recorder is not None:
+            await self._recorder.settled()
 
     def stop_streams(self) -> None:
         """Shutdown, first phase: end the long-lived streams, so draining waits only on calls."""

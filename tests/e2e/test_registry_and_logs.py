@@ -23,6 +23,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_store_records_each_server_and_its_tools(gateway: RunningGateway, tmp_path: Path) -> None:
+    await gateway.gateway.registry_settled()
     config = tmp_path / "toolway.yaml"
     config.write_text(gateway.config.model_dump_json())  # JSON is YAML
     servers = json.loads(_cli("servers", "list", "--config", str(config), "--json").stdout)

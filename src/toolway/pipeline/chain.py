@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
+from toolway.observability.events import Events
 from toolway.pipeline.context import Call, Filter, Handler
-from toolway.pipeline.request_log import RequestLog
+from toolway.pipeline.observe import Observe
 
 
 def compose(filters: Sequence[Filter], terminal: Handler) -> Handler:
@@ -21,14 +22,14 @@ async def _stage(stage: Filter, next_: Handler, call: Call) -> dict:  # type: ig
     return await stage(call, next_)
 
 
-def build_chain(router: Handler) -> Handler:
+def build_chain(router: Handler, events: Events) -> Handler:
     """The gateway's chain. Order matters:
 
-    1. RequestLog first, so its one line per call covers every later stage,
-       including calls that a later filter refuses.
+    1. Observe first, so its event (the access log line, metrics, audit) covers
+       every later stage, including calls that a later filter refuses.
     (Authentication, policy, rate limits and caching slot in here, in that order,
     as they arrive: authentication before rate limiting, so buckets are per principal.)
     2. The router last: it is the terminal stage that reaches the upstreams.
     """
-    filters: list[Filter] = [RequestLog()]
+    filters: list[Filter] = [Observe(events)]
     return compose(filters, router)

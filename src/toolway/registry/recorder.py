@@ -29,12 +29,20 @@ class RegistryRecorder:
         """Write records until cancelled; a failed write is logged, never fatal."""
         while True:
             record = await self._queue.get()
-            await self._write(record)
+            try:
+                await self._write(record)
+            finally:
+                self._queue.task_done()
+
+    async def settled(self) -> None:
+        """Wait until everything recorded so far is in the store."""
+        await self._queue.join()
 
     async def flush(self) -> None:
         """Write whatever is queued (used at shutdown)."""
         while not self._queue.empty():
             await self._write(self._queue.get_nowait())
+            self._queue.task_done()
 
     async def _write(self, record: ServerRecord) -> None:
         try:

@@ -7,11 +7,13 @@ one server with names unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from toolway.observability.events import Events, UpstreamCallFinished
 from toolway.pipeline.context import Call
-from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable
+from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable, to_error
 from toolway.registry.catalog import LISTS, param_headers
 from toolway.router.cursors import CursorCodec
 from toolway.router.names import split
@@ -28,8 +30,17 @@ _LOCAL = frozenset({"ping", "initialize", "server/discover", "resources/subscrib
 
 
 class Router:
-    def __init__(self, manager: ConnectionManager, hub: Hub, *, page_size: int, cursors: CursorCodec) -> None:
+    def __init__(
+        self,
+        manager: ConnectionManager,
+        hub: Hub,
+        *,
+        page_size: int,
+        cursors: CursorCodec,
+        events: Events | None = None,
+    ) -> None:
         self._manager = manager
+        self._events = events
         self._hub = hub
         self._page_size = page_size
         self._cursors = cursors
@@ -191,15 +202,28 @@ class Router:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
-        return await conn.call(
-            call.method,
-            params,
-            client_capabilities=call.client_capabilities,
-            client_info=call.client_info,
-            headers=headers,
-            sink=call.sink,
-            log_level=call.log_level,
-        )
+        start = time.perf_counter()
+        outcome, code = "ok", None
+        try:
+            return await conn.call(
+                call.method,
+                params,
+                client_capabilities=call.client_capabilities,
+                client_info=call.client_info,
+                headers=headers,
+                sink=call.sink,
+                log_level=call.log_level,
+            )
+        except Exception as exc:
+            outcome, code = "error", to_error(exc).get("code")
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            call.annotations["upstream_seconds"] = call.annotations.get("upstream_seconds", 0.0) + elapsed
+            if self._events is not None:
+                self._events.emit(
+                    UpstreamCallFinished(conn.name, call.method, call.target, call.request_id, outcome, code, elapsed)
+                )
 
     def _connection(self, name: str) -> UpstreamConnection:
         conn = self._manager.get(name)

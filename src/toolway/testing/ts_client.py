@@ -7,6 +7,9 @@ needed; see ``clients/ts/README.md`` for the script format)::
                                                                     "arguments": {"a": 2, "b": 3}}])
     assert results[1] == {"ok": True, "result": {...}}
 
+``transport="sse"`` uses the SDK's ``SSEClientTransport`` (the 2024-11-05 HTTP+SSE transport)
+instead of Streamable HTTP; ``url`` is then the GET stream, e.g. ``gw.url.removesuffix("/mcp") + "/sse"``.
+
 Every step gives one result, ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": {...}}``.
 ``python -m toolway.testing.ts_client install`` installs the driver's packages when they are
 missing or stale (the Makefile runs it before the suite).
@@ -23,7 +26,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "TS_CLIENT_DIR",
@@ -39,6 +42,7 @@ TS_CLIENT_DIR = Path(os.environ.get("TOOLWAY_TS_CLIENT_DIR") or Path(__file__).r
 INSTALL_TIMEOUT_SECONDS = 300.0
 # Beyond the driver's own --timeout: its start-up, and its exit after the timer fires.
 KILL_GRACE_SECONDS = 10.0
+TRANSPORTS = ("streamable-http", "sse")
 
 
 class TsClientError(RuntimeError):
@@ -142,15 +146,22 @@ async def run_ts_client(
     steps: Sequence[dict[str, Any]],
     timeout: float = 60,  # noqa: ASYNC109 - passed on to the driver, which enforces it itself
     client_dir: Path = TS_CLIENT_DIR,
+    transport: Literal["streamable-http", "sse"] = "streamable-http",
 ) -> list[dict[str, Any]]:
     """Run ``steps`` against the MCP endpoint ``url`` with the TypeScript SDK client.
+
+    ``transport`` picks the SDK's client transport: ``"streamable-http"`` (``url`` is the ``/mcp``
+    endpoint) or ``"sse"``, the 2024-11-05 HTTP+SSE transport (``url`` is the ``/sse`` stream).
 
     Returns one dict per step, in order (a leading ``init`` step included).
 
     Raises:
+        ValueError: ``transport`` is not one of the two.
         TsClientError: the driver exited non-zero, timed out, printed a line that is not JSON,
             or printed a different number of results than there are steps.
     """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     node = shutil.which("node")
     if node is None:
         raise TsClientError("node is not on PATH")
@@ -161,6 +172,8 @@ async def run_ts_client(
         url,
         "--timeout",
         str(timeout),
+        "--transport",
+        transport,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from toolway.observability.events import Events
 from toolway.pipeline.chain import build_chain, compose
 from toolway.pipeline.context import Call, Handler
 from toolway.protocol.errors import InvalidParams
@@ -182,7 +183,7 @@ async def test_build_chain_reaches_the_router() -> None:
         return {"content": []}
 
     call = make_call()
-    assert await build_chain(router)(call) == {"content": []}
+    assert await build_chain(router, Events())(call) == {"content": []}
     assert calls == [call]
 
 
@@ -191,4 +192,4 @@ async def test_build_chain_lets_router_errors_through() -> None:
         raise InvalidParams("bad")
 
     with pytest.raises(InvalidParams):
-        await build_chain(router)(make_call())
+        await build_chain(router, Events())(make_call())

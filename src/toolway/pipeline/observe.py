@@ -1,19 +1,19 @@
-"""One structured log line per call: who, what, where it went, how it ended, how long."""
+"""The first stage of the chain: time every call and tell the observers how it ended."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import structlog
-
+from toolway.observability.events import CallFinished, Events
 from toolway.pipeline.context import Call, Handler
 from toolway.protocol.errors import to_error
 
-log = structlog.get_logger("toolway.access")
 
+class Observe:
+    def __init__(self, events: Events) -> None:
+        self._events = events
 
-class RequestLog:
     async def __call__(self, call: Call, next_: Handler) -> dict[str, Any]:
         start = time.perf_counter()
         outcome, code = "ok", None
@@ -26,15 +26,5 @@ class RequestLog:
             outcome, code = "error", to_error(exc).get("code")
             raise
         finally:
-            log.info(
-                "call",
-                request_id=call.request_id,
-                principal=call.principal,
-                era=call.era,
-                method=call.method,
-                server=call.server,
-                target=call.target,
-                outcome=outcome,
-                error_code=code,
-                duration_ms=round((time.perf_counter() - start) * 1000, 3),
-            )
+            upstream = call.annotations.get("upstream_seconds")
+            self._events.emit(CallFinished(call, outcome, code, time.perf_counter() - start, upstream))

@@ -1,0 +1,61 @@
+"""Typed events: the chain and the router say what happened; logs, metrics, traces and audit listen.
+
+Emitting is a loop over plain callables, cheap enough for the hot path; a listener
+that raises is logged and skipped, never allowed to break a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from toolway.pipeline.context import Call
+
+log = structlog.get_logger("toolway.events")
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """A client request went through the chain (answered, refused or failed)."""
+
+    call: Call
+    outcome: str  # "ok" | "tool_error" | "error"
+    error_code: int | None
+    duration: float  # seconds in the gateway, upstream included
+    upstream_duration: float | None  # seconds waiting on the upstream, when one was called
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCallFinished:
+    """One request the gateway sent to an upstream server on a client's behalf."""
+
+    server: str
+    method: str
+    target: str | None
+    request_id: str
+    outcome: str  # "ok" | "error"
+    error_code: int | None
+    duration: float
+
+
+class Events:
+    def __init__(self) -> None:
+        self._listeners: dict[type, list[Callable[[Any], None]]] = {}
+
+    def subscribe(self, kind: type[E], listener: Callable[[E], None]) -> None:
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def wants(self, kind: type) -> bool:
+        return bool(self._listeners.get(kind))
+
+    def emit(self, event: object) -> None:
+        for listener in self._listeners.get(type(event), ()):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed", event=type(event).__name__)
