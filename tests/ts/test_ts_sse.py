@@ -40,6 +40,7 @@ SERVERS = ["alpha", "beta", "gamma"]  # 2026-07-28 HTTP (bridged), handshake-era
 TIMEOUT = 30.0  # the whole driver run
 CALL_MS = 10_000  # one request step
 PAGE_SIZE = 7  # small, so the merged tool list takes several pages
+PROGRESS_DELAY = 0.1  # seconds between an upstream's progress notifications
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -60,7 +61,7 @@ async def beta() -> AsyncIterator[RunningHttpUpstream]:
 async def gateway(
     alpha: RunningHttpUpstream, beta: RunningHttpUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningGateway]:
-    servers = [
+    servers: list[dict[str, Any]] = [
         {"name": "alpha", "transport": "streamable-http", "url": alpha.url},
         {"name": "beta", "transport": "streamable-http", "url": beta.url},
         {"name": "gamma", "transport": "stdio", "command": stdio_upstream_command("gamma")},
@@ -139,15 +140,39 @@ async def test_whoami(gateway: RunningGateway, server: str) -> None:
 
 @pytest.mark.parametrize("server", SERVERS)
 async def test_progress_comes_down_the_stream(gateway: RunningGateway, server: str) -> None:
+    # `delay` spaces the notifications out: the SDK dispatches a notification a microtask late but
+    # a response at once, so progress read from the same chunk as the response loses its handler
+    # (typescript-sdk issue #2580). The gateway writes them in order; the `notifications` tap,
+    # which sees every message as it is read, shows that.
     _, counted, notifications = await run_sse(
         sse_url(gateway),
-        [{"op": "init"}, call(f"{server}__progress", {"steps": 3}, progress=True), {"op": "notifications"}],
+        [
+            {"op": "init"},
+            call(f"{server}__progress", {"steps": 3, "delay": PROGRESS_DELAY}, progress=True),
+            {"op": "notifications"},
+        ],
     )
     assert text(ok(counted)) == f"{server} counted 3"
     # Delivered to the call's onprogress: they carry the token the SDK put in that request.
     assert counted["progress"] == [{"progress": i, "total": 3, "message": f"{server} step {i}"} for i in (1, 2, 3)]
     progress = of_method(ok(notifications), "notifications/progress")
     assert [n["params"]["progress"] for n in progress] == [1, 2, 3]
+    assert len({n["params"]["progressToken"] for n in progress}) == 1
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_back_to_back_progress_arrives_with_the_call(gateway: RunningGateway, server: str) -> None:
+    _, counted, notifications = await run_sse(
+        sse_url(gateway),
+        [{"op": "init"}, call(f"{server}__progress", {"steps": 3}, progress=True), {"op": "notifications"}],
+    )
+    assert text(ok(counted)) == f"{server} counted 3"
+    # All three were read by the time the call resolved (the tap runs as each message is read);
+    # onprogress may miss the ones that shared the response's chunk (typescript-sdk issue #2580).
+    progress = of_method(ok(notifications), "notifications/progress")
+    assert [n["params"]["message"] for n in progress] == [f"{server} step {i}" for i in (1, 2, 3)]
+    expected = [{"progress": i, "total": 3, "message": f"{server} step {i}"} for i in (1, 2, 3)]
+    assert counted["progress"] == expected[: len(counted["progress"])]
 
 
 @pytest.mark.parametrize("server", SERVERS)
