@@ -28,6 +28,7 @@ from toolway.protocol.errors import (
     UpstreamUnavailable,
 )
 from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
+from toolway.sessions.listening import listen_once
 from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
 from toolway.upstream.client import Negotiated, UpstreamClient
 from toolway.upstream.http import HttpChannel
@@ -364,51 +365,7 @@ class UpstreamConnection:
         self._spawn(listen())
 
     async def _listen_once(self, client: UpstreamClient, negotiated: Negotiated) -> None:
-        channel = client.channel
-        if negotiated.era == "handshake":
-            assert isinstance(channel, HttpChannel)
-            reason = await channel.listen(
-                client.on_message, None, {"MCP-Protocol-Version": negotiated.protocol_version}
-            )
-            log.info("upstream GET stream ended", server=self.name, reason=reason)
-            return
-        caps = negotiated.capabilities
-        wanted: dict[str, Any] = {}
-        for key, flag in (
-            ("tools", "toolsListChanged"),
-            ("prompts", "promptsListChanged"),
-            ("resources", "resourcesListChanged"),
-        ):
-            if isinstance(caps.get(key), dict) and caps[key].get("listChanged"):
-                wanted[flag] = True
-        if (
-            self.resource_subscriptions
-            and isinstance(caps.get("resources"), dict)
-            and caps["resources"].get("subscribe")
-        ):
-            wanted["resourceSubscriptions"] = sorted(self.resource_subscriptions)
-        if not wanted:
-            return
-        params = {"notifications": wanted}
-        if isinstance(channel, HttpChannel):
-            params, headers = client._modern("subscriptions/listen", params, {}, None, None)
-            message = {
-                "jsonrpc": "2.0",
-                "id": client.next_id(),
-                "method": "subscriptions/listen",
-                "params": params,
-            }
-            reason = await channel.listen(client.on_message, message, headers)
-            log.info("upstream listen stream ended", server=self.name, reason=reason)
-        else:
-            # stdio: the request stays open while it listens; replacing it must end it upstream too.
-            msg_id = client.next_id()
-            try:
-                await client.request("subscriptions/listen", params, msg_id=msg_id)
-            except asyncio.CancelledError:
-                if self._spawn is not None:
-                    self._spawn(_quietly(lambda: client.cancel(msg_id, "the gateway replaced this listen stream")))
-                raise
+        await listen_once(self.name, client, negotiated, self.resource_subscriptions, self._spawn)
 
     async def _drop_client(self) -> None:
         if self._listen is not None:

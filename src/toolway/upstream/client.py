@@ -258,6 +258,10 @@ class UpstreamClient:
 
     # --- outbound ------------------------------------------------------------------------------
 
+    def dress(self, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Params and headers for a stateless-era request the gateway makes on its own behalf."""
+        return self._modern(method, params, {}, None, None)
+
     def _plain_headers(self) -> dict[str, str]:
         assert self.negotiated is not None
         return {"MCP-Protocol-Version": self.negotiated.protocol_version}
