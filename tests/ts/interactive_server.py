@@ -20,7 +20,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import SamplingMessage, TextContent
 from pydantic import BaseModel
 
-from toolway.testing.upstream import ReadyServer
+from toolway.testing.serving import ReadyServer
 
 
 class Answer(BaseModel):

@@ -39,7 +39,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from toolway.testing.upstream import ReadyServer
+from toolway.testing.serving import ReadyServer
 
 __all__ = ["MemoryEventStore", "build_server", "main"]
 
