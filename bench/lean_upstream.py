@@ -11,9 +11,14 @@ overhead rather than an SDK's. It speaks both eras on ``/mcp``:
 ``--handshake-only`` answers ``server/discover`` (and any sessionless request) the way a
 handshake-era server does, HTTP 400 with -32600, so a client falls back to ``initialize``.
 ``--tools N`` lists ``echo0``..``echo<N-1>`` instead of the one ``echo``; each echoes ``text``.
+``--sse`` answers every successful request as a one-event SSE stream (``text/event-stream``)
+instead of a JSON body, as SDK servers do by default.
+``--stdio`` speaks newline-delimited JSON-RPC on stdin/stdout instead of HTTP (one client;
+both eras: ``_meta`` in params means 2026-07-28, otherwise ``initialize`` first).
 
-Run: ``python bench/lean_upstream.py [--port 0] [--tools N] [--handshake-only]``. Prints
-``READY <port>`` on stdout once it accepts connections; SIGTERM or SIGINT stop it.
+Run: ``python bench/lean_upstream.py [--port 0] [--tools N] [--handshake-only] [--sse | --stdio]``.
+Over HTTP it prints ``READY <port>`` on stdout once it accepts connections; SIGTERM or SIGINT
+stop it. Over stdio it prints nothing but answers, and stops at the end of stdin.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import secrets
 import socket
+import sys
 from typing import Any
 
 import orjson
@@ -43,6 +49,7 @@ HEADER_MISMATCH = -32020
 UNSUPPORTED_VERSION = -32022
 
 _JSON = (b"content-type", b"application/json")
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 def _tool(name: str) -> dict[str, Any]:
@@ -56,8 +63,9 @@ def _tool(name: str) -> dict[str, Any]:
 class LeanServer:
     """The ASGI app. One process, one event loop: no locking needed."""
 
-    def __init__(self, tool_names: list[str], *, handshake_only: bool) -> None:
+    def __init__(self, tool_names: list[str], *, handshake_only: bool, sse: bool = False) -> None:
         self.handshake_only = handshake_only
+        self.sse = sse
         self.tool_names = frozenset(tool_names)
         tools = [_tool(n) for n in tool_names]
         self.list_modern = {"tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}
@@ -156,7 +164,17 @@ class LeanServer:
         elif "error" in result:
             await _send(send, 400, {"jsonrpc": "2.0", "id": msg_id, "error": result["error"]})
         else:
-            await _send(send, 200, {"jsonrpc": "2.0", "id": msg_id, "result": result})
+            await self._result(send, {"jsonrpc": "2.0", "id": msg_id, "result": result})
+
+    async def _result(self, send: Any, answer: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """A successful answer: a JSON body, or (``--sse``) a stream of one ``message`` event."""
+        if not self.sse:
+            await _send(send, 200, answer, extra)
+            return
+        headers = [*_SSE, *(extra or ())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = b"event: message\ndata: " + orjson.dumps(answer) + b"\n\n"
+        await send({"type": "http.response.body", "body": body})
 
     async def _handshake(
         self, send: Any, msg_id: Any, method: str, params: dict[str, Any], session_id: str | None
@@ -175,7 +193,7 @@ class LeanServer:
                 "serverInfo": SERVER_INFO,
             }
             answer = {"jsonrpc": "2.0", "id": msg_id, "result": init}
-            await _send(send, 200, answer, [(b"mcp-session-id", new_id.encode())])
+            await self._result(send, answer, [(b"mcp-session-id", new_id.encode())])
             return
         if session_id not in self.sessions:
             await _send(send, 404, _error(msg_id, INVALID_REQUEST, "Session not found"))
@@ -189,7 +207,52 @@ class LeanServer:
         elif "error" in result:
             await _send(send, 200, {"jsonrpc": "2.0", "id": msg_id, "error": result["error"]})
         else:
-            await _send(send, 200, {"jsonrpc": "2.0", "id": msg_id, "result": result})
+            await self._result(send, {"jsonrpc": "2.0", "id": msg_id, "result": result})
+
+    def stdio_answer(self, msg: Any, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to one message on the stdio wire; None for notifications and responses."""
+        if not isinstance(msg, dict):
+            return _error(None, INVALID_REQUEST, "Invalid Request: batches are not supported")
+        method = msg.get("method")
+        if "id" not in msg or not isinstance(method, str):
+            return None
+        msg_id = msg["id"]
+        params = msg.get("params") or {}
+        if not isinstance(params, dict):
+            return _error(msg_id, INVALID_PARAMS, "params must be an object")
+        meta = params.get("_meta")
+        if not self.handshake_only and isinstance(meta, dict) and META_VERSION in meta:
+            if meta[META_VERSION] != MODERN:
+                data = {"supported": [MODERN], "requested": meta[META_VERSION]}
+                return _error(msg_id, UNSUPPORTED_VERSION, "Unsupported protocol version", data)
+            if method == "server/discover":
+                result: dict[str, Any] | None = {
+                    "supportedVersions": [MODERN],
+                    "capabilities": {"tools": {}},
+                    "resultType": "complete",
+                    "ttlMs": 0,
+                    "cacheScope": "private",
+                    "_meta": {"io.modelcontextprotocol/serverInfo": SERVER_INFO},
+                }
+            else:
+                result = self._common(method, params, modern=True)
+        elif method == "initialize":
+            requested = params.get("protocolVersion")
+            state["initialized"] = True
+            result = {
+                "protocolVersion": requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE,
+                "capabilities": {"tools": {}},
+                "serverInfo": SERVER_INFO,
+            }
+        elif not state.get("initialized"):
+            return _error(msg_id, INVALID_REQUEST, "Invalid Request: initialize first")
+        else:
+            result = self._common(method, params, modern=False)
+        if result is None:
+            return _error(msg_id, METHOD_NOT_FOUND, f"Method not found: {method}")
+        if "error" in result:
+            return {"jsonrpc": "2.0", "id": msg_id, "error": result["error"]}
+        return {"jsonrpc": "2.0", "id": msg_id, "result": result}
 
     def _common(self, method: str, params: dict[str, Any], *, modern: bool) -> dict[str, Any] | None:
         """The result of a method both eras share; {"error": ...} for bad params; None if unknown."""
@@ -254,6 +317,28 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
+async def _serve_stdio(app: LeanServer) -> None:
+    """One client on stdin/stdout, one message per line, answered in order."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_BODY)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    state: dict[str, Any] = {}
+    while line := await reader.readline():
+        if not line.strip():
+            continue
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            answer: dict[str, Any] | None = _error(None, PARSE_ERROR, "Parse error")
+        else:
+            answer = app.stdio_answer(msg, state)
+        if answer is not None:
+            writer.write(orjson.dumps(answer) + b"\n")
+            await writer.drain()
+
+
 async def _serve(app: LeanServer, sock: socket.socket) -> None:
     config = uvicorn.Config(
         app,
@@ -282,12 +367,18 @@ def main() -> None:
     parser.add_argument(
         "--handshake-only", action="store_true", help="refuse server/discover: speak the handshake era only"
     )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sse", action="store_true", help="answer requests as SSE streams instead of JSON")
+    mode.add_argument("--stdio", action="store_true", help="speak JSON-RPC lines on stdin/stdout instead of HTTP")
     args = parser.parse_args()
     if not 0 <= args.tools <= 100_000:
         parser.error("--tools must be between 0 and 100000")
     names = [f"echo{i}" for i in range(args.tools)] if args.tools else ["echo"]
-    app = LeanServer(names, handshake_only=args.handshake_only)
-    uvloop.run(_serve(app, _bind(args.port)))
+    app = LeanServer(names, handshake_only=args.handshake_only, sse=args.sse)
+    if args.stdio:
+        uvloop.run(_serve_stdio(app))
+    else:
+        uvloop.run(_serve(app, _bind(args.port)))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ from toolway.config.model import GatewayConfig
 from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
-from toolway.observability import access_log
+from toolway.observability import access_log, metrics, stats
 from toolway.observability import logging as tw_logging
+from toolway.observability.audit import AuditLog
 from toolway.observability.events import Events
+from toolway.observability.tracing import Tracing
 from toolway.pipeline.chain import build_chain
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
@@ -67,7 +69,11 @@ class Gateway:
         self.manager = ConnectionManager(config, clock=self.clock)
         self.hub = Hub()
         self.events = Events()
-        access_log.install(self.events)
+        access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
+        self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
+        self.tracing.install(self.events)
+        self.audit = AuditLog(config.audit)
+        self.audit.install(self.events)
         self.router = Router(
             self.manager,
             self.hub,
@@ -85,7 +91,7 @@ class Gateway:
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
         self.layer = ProtocolLayer(
-            build_chain(self.router, self.events),
+            self.tracing.wrap(build_chain(self.router, self.events)),  # one server span around the chain
             self.sessions,
             self.capabilities,
             self.hub,
@@ -106,7 +112,17 @@ class Gateway:
         )
         self.manager.on_notification(self._upstream_notification)
         self.accepting = False
-        self.admin_app = AdminApp(self.manager, lambda: self.accepting)
+        self.metrics = metrics.install(self)
+        self.stats = stats.install(self.events, self.clock, self.metrics.labels.of_call)
+        self.admin_app = AdminApp(
+            self.manager,
+            lambda: self.accepting,
+            metrics=self.metrics,
+            stats=self.stats,
+            store_check=self.ping_store,
+            min_healthy_upstreams=config.admin.min_healthy_upstreams,
+        )
+        self.admin_app.audit = self.audit if self.audit.enabled else None
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -159,6 +175,12 @@ class Gateway:
             if negotiated is not None and negotiated.era == "handshake" and "logging" in negotiated.capabilities:
                 self._spawn(_quietly(functools.partial(conn.call, "logging/setLevel", {"level": level})))
 
+    async def ping_store(self) -> None:
+        """Readiness: a `SELECT 1` on the store. Raises StoreError when it does not answer or is not open."""
+        if self._store is None:
+            raise StoreError("the store is not open")
+        await self._store.ping()
+
     async def registry_settled(self) -> None:
         """Wait until what the gateway learned about its servers so far is in the store."""
         if self._recorder is not None:
@@ -173,6 +195,7 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         try:
             self._store = await Store.open(self.config.store)
+            await self.audit.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self._recorder = RegistryRecorder(self._store)
@@ -198,6 +221,10 @@ class Gateway:
             await tasks.__aexit__(None, None, None)
         log.info("shutdown: closing upstream connections")
         await self.manager.__aexit__(None, None, None)
+        # Every call has finished, so every audit record is queued: write them all.
+        log.info("shutdown: writing the audit log and the last spans")
+        await self.audit.close()
+        await self.tracing.shutdown()
         if self._recorder_task is not None:
             self._recorder_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,18 +1,50 @@
-"""Admin ASGI app on its own listener, never on the agent-facing port."""
+"""Admin ASGI app on its own listener, never on the agent-facing port.
+
+- `/healthz`: 200 while the process is up.
+- `/readyz`: 200 when the gateway accepts calls, its store answers, its config is
+  loaded and at least `admin.min_healthy_upstreams` servers are connected; 503
+  otherwise. The body names every check and the reasons it failed.
+- `/metrics`: Prometheus exposition (OpenMetrics when the scraper asks for it).
+- `/admin/stats`: per-server and per-tool calls, errors and latency over a recent window.
+- `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from toolway.ingress.asgi import respond_json
+from toolway.ingress.asgi import respond, respond_json
+from toolway.observability.audit import AuditLog
+from toolway.observability.metrics import Metrics
+from toolway.observability.stats import Stats
 from toolway.sessions.manager import ConnectionManager
+from toolway.sessions.upstream import State
+
+# A store that does not answer a `SELECT 1` within this is not ready, and /readyz must not hang on it.
+STORE_CHECK_SECONDS = 2.0
 
 
 class AdminApp:
-    def __init__(self, manager: ConnectionManager, accepting: Callable[[], bool]) -> None:
+    audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
+
+    def __init__(
+        self,
+        manager: ConnectionManager,
+        accepting: Callable[[], bool],
+        *,
+        metrics: Metrics | None = None,
+        stats: Stats | None = None,
+        store_check: Callable[[], Awaitable[None]] | None = None,
+        min_healthy_upstreams: int = 0,
+    ) -> None:
         self._manager = manager
         self._accepting = accepting
+        self._metrics = metrics
+        self._stats = stats
+        self._store_check = store_check
+        self._min_healthy = min_healthy_upstreams
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -21,8 +53,57 @@ class AdminApp:
         if path == "/healthz":
             await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            servers = {name: conn.state.value for name, conn in self._manager.connections.items()}
-            ready = self._accepting()
-            await respond_json(send, 200 if ready else 503, {"ready": ready, "servers": servers})
+            ready, body = await self.readiness()
+            await respond_json(send, 200 if ready else 503, body)
+        elif path == "/metrics" and self._metrics is not None:
+            accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), "")
+            payload, content_type = self._metrics.exposition(accept)
+            await respond(send, 200, payload, content_type=content_type.encode())
+        elif path == "/admin/stats" and self._stats is not None:
+            await respond_json(send, 200, self._stats.snapshot())
+        elif path == "/admin/audit" and self.audit is not None:
+            await self.audit.serve_admin(scope, send)
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Run every readiness check; (ready, the JSON body that explains it)."""
+        reasons: list[str] = []
+        accepting = self._accepting()
+        if not accepting:
+            reasons.append("the gateway is not accepting calls (starting or shutting down)")
+        store_ok = await self._check_store(reasons)
+        servers = {name: conn.state.value for name, conn in self._manager.connections.items()}
+        connected = sum(1 for conn in self._manager.connections.values() if conn.state is State.READY)
+        upstreams_ok = connected >= self._min_healthy
+        if not upstreams_ok:
+            reasons.append(
+                f"{connected} upstream server(s) connected, admin.min_healthy_upstreams asks for {self._min_healthy}"
+            )
+        body = {
+            "ready": not reasons,
+            "checks": {
+                "accepting": accepting,
+                # The gateway is built from a validated config, so a running one has it loaded.
+                "config": True,
+                "store": store_ok,
+                "upstreams": {"connected": connected, "required": self._min_healthy, "ok": upstreams_ok},
+            },
+            "reasons": reasons,
+            "servers": servers,
+        }
+        return not reasons, body
+
+    async def _check_store(self, reasons: list[str]) -> bool:
+        if self._store_check is None:
+            return True
+        try:
+            async with asyncio.timeout(STORE_CHECK_SECONDS):
+                await self._store_check()
+        except TimeoutError:
+            reasons.append(f"the store did not answer within {STORE_CHECK_SECONDS:g} s")
+            return False
+        except Exception as exc:
+            reasons.append(f"the store is unreachable: {exc}")
+            return False
+        return True

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from toolway.cli.audit import audit_app
+from toolway.cli.stats import stats_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.registry import ServerRecord, Store, StoreError
@@ -35,6 +37,8 @@ servers_app = typer.Typer(help="Inspect the configured upstream servers.", no_ar
 tools_app = typer.Typer(help="Inspect the tools recorded from upstream servers.", no_args_is_help=True)
 app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
+app.add_typer(audit_app, name="audit")
+app.command("stats")(stats_command)
 
 ConfigPath = Annotated[
     Path,
@@ -53,12 +57,19 @@ def serve_command(
     config: ConfigPath = Path("toolway.yaml"),
     host: Annotated[str | None, typer.Option(help="Override listen.host.")] = None,
     port: Annotated[int | None, typer.Option(min=0, max=65535, help="Override listen.port.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Gateway processes sharing the port (docs/performance.md).")
+    ] = 1,
 ) -> None:
     """Run the gateway until interrupted."""
     gateway = _load(config)
     updates = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     if updates:
         gateway = gateway.model_copy(update={"listen": gateway.listen.model_copy(update=updates)})
+    if workers > 1:
+        from toolway.workers import serve_workers
+
+        raise typer.Exit(serve_workers(gateway, workers))
     # Imported here so the inspection commands start without the server stack.
     from toolway.app import serve
 

@@ -33,6 +33,8 @@ class Admin(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
     enabled: bool = True
+    # /readyz answers 503 until at least this many servers are connected.
+    min_healthy_upstreams: int = Field(default=0, ge=0)
 
 
 class Timeouts(_Model):
@@ -59,6 +61,9 @@ class _ServerBase(_Model):
     # Which era to speak upstream: probe `server/discover` and fall back to
     # `initialize` ("auto"), or pin one.
     era: UpstreamEra = "auto"
+    # Log this server's call arguments and results in the access log (secrets redacted).
+    # Off by default: payloads may hold personal data.
+    log_payloads: bool = False
 
     @field_validator("name")
     @classmethod
@@ -140,6 +145,30 @@ class Streams(_Model):
     input_deadline_seconds: float = Field(default=300.0, gt=0)
 
 
+class Tracing(_Model):
+    """OpenTelemetry traces. `none` (the default) creates no spans at all."""
+
+    exporter: Literal["none", "console", "otlp-http"] = "none"
+    # The OTLP/HTTP traces URL (e.g. http://collector:4318/v1/traces); unset: the exporter's
+    # default (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else http://localhost:4318/v1/traces).
+    endpoint: str | None = None
+    headers: dict[str, str] = {}  # sent with every export (a collector's API key)
+    # Share of new traces recorded; a caller's sampled flag in `traceparent` is followed.
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    service_name: str = "toolway"
+
+
+class Audit(_Model):
+    """The tamper-evident audit log of tool calls, prompt gets and resource reads, in the store."""
+
+    enabled: bool = True
+    batch_size: int = Field(default=500, gt=0)  # rows per write
+    flush_seconds: float = Field(default=1.0, gt=0)  # how long a record may wait to be written
+    # Records waiting for the store; past it new records are counted, and the count is written
+    # as an `audit/dropped` row, rather than letting the gateway's memory grow.
+    max_queued: int = Field(default=100_000, gt=0)
+
+
 class Shutdown(_Model):
     drain_seconds: float = Field(default=10.0, ge=0)
 
@@ -152,6 +181,8 @@ class GatewayConfig(_Model):
     limits: Limits = Limits()
     security: Security = Security()
     logging: Logging = Logging()
+    tracing: Tracing = Tracing()
+    audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
     streams: Streams = Streams()
     # Key for signing pagination cursors. Unset: a random key per process.

@@ -20,6 +20,7 @@ import structlog
 from toolway.protocol import jsonrpc
 from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
+from toolway.sessions.owner import tagged
 from toolway.sessions.streams import EventStream
 
 log = structlog.get_logger("toolway.ingress")
@@ -47,7 +48,7 @@ class MessageConnection:
         max_queued: int = 1024,
         keepalive_seconds: float = 15.0,
     ) -> None:
-        self.id = secrets.token_hex(16)
+        self.id = tagged(secrets.token_hex(16))
         self._layer = layer
         self._spawn = spawn
         self._path = path

@@ -186,7 +186,7 @@ class StreamableHttpIngress:
             message=message,
             path=path,
             scope=server,
-            request_id=new_request_id(headers.get("x-request-id")),
+            request_id=new_request_id(headers.get("x-request-id"), headers.get("traceparent")),
             headers=headers,
             raw_headers=scope["headers"],
             session_id=headers.get(H_SESSION_ID),

@@ -57,6 +57,7 @@ class Call:
     sink: Sink = NULL_SINK
     log_level: str | None = None  # the lowest level of log messages the client wants; None: none
     subscriber: str | None = None  # who resources/subscribe registers (a handshake session id)
+    traceparent: str | None = None  # the caller's W3C `traceparent` HTTP header, if it sent one
     # Filled in along the way, for logs and metrics.
     server: str | None = None
     target: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -22,6 +23,9 @@ class Observe:
             if result.get("isError") is True:
                 outcome = "tool_error"
             return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # the client cancelled or went away (stateless era)
+            raise
         except Exception as exc:
             outcome, code = "error", to_error(exc).get("code")
             raise

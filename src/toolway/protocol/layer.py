@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from toolway.protocol.versions import (
 )
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import LIST_CHANGED, Hub, Listener
+from toolway.sessions.owner import tag_foreign, untag_foreign
 from toolway.sessions.streams import EventStream
 
 log = structlog.get_logger("toolway.protocol")
@@ -167,8 +169,11 @@ class ProtocolLayer:
             return
         state = params.get("requestState")
         if isinstance(state, str) and state.startswith(STATE_PREFIX):
-            self._resume(msg, params, state, stream)
-            return
+            foreign = untag_foreign(state[len(STATE_PREFIX) :])
+            if foreign is None:
+                self._resume(msg, params, state, stream)
+                return
+            params = msg.params = {**params, "requestState": foreign}  # an upstream's, tagged by `_tag_state`
         exchange = Exchange(stream, msg.id)
         sink = BridgeSink(exchange, envelope.client_capabilities, self._parking)
         sink.task = asyncio.current_task()
@@ -185,6 +190,7 @@ class ProtocolLayer:
             transport=inbound.transport,
             sink=sink,
             log_level=meta_level if valid_level(meta_level) else None,
+            traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
         )
         try:
             result = await self._handler(call)
@@ -193,7 +199,7 @@ class ProtocolLayer:
             # The exchange may be a retry's by now: answer on it, with its id.
             _fail(sink.exchange.stream, sink.exchange.msg_id, error, modern_status(error))
             return
-        _answer(sink.exchange.stream, sink.exchange.msg_id, adapt_result(msg.method, result, "modern"))
+        _answer(sink.exchange.stream, sink.exchange.msg_id, adapt_result(msg.method, _tag_state(result), "modern"))
 
     def _resume(self, msg: Message, params: dict[str, Any], state: str, stream: EventStream) -> None:
         """A retry of a parked call: hand it the answers and this exchange."""
@@ -317,6 +323,7 @@ class ProtocolLayer:
             transport=inbound.transport,
             sink=sink,
             log_level=session.log_level or "debug",
+            traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             subscriber=session.id,
         )
         result = await self._handler(call)
@@ -386,11 +393,31 @@ class ProtocolLayer:
         }
 
 
-def new_request_id(incoming: str | None) -> str:
-    """Honour a sane incoming X-Request-Id, else mint one."""
+def new_request_id(incoming: str | None, traceparent: str | None = None) -> str:
+    """The call's correlation id: a sane incoming X-Request-Id, else the trace id of a valid
+    W3C `traceparent` (so logs and the caller's trace share one id), else a new one."""
     if incoming and len(incoming) <= 128 and incoming.isprintable():
         return incoming
+    if traceparent:
+        match = _TRACEPARENT.fullmatch(traceparent.strip())
+        if match and match[1] != "ff" and match[2] != _ZERO_TRACE and match[3] != _ZERO_SPAN:
+            return match[2]
     return secrets.token_hex(8)
+
+
+# version-traceid-parentid-flags; a later version may append fields after a dash.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def _tag_state(result: dict[str, Any]) -> dict[str, Any]:
+    """In a worker of `toolway serve --workers N`, an upstream's `requestState` comes back tagged,
+    so the retry reaches this worker (and its copy of a stdio upstream); unchanged otherwise."""
+    state = result.get("requestState")
+    if not isinstance(state, str) or result.get("resultType") != "input_required":
+        return result
+    tagged = tag_foreign(state)
+    return result if tagged is None else {**result, "requestState": STATE_PREFIX + tagged}
 
 
 def _answer(stream: EventStream, msg_id: RequestId, result: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from toolway.clock import Clock
 from toolway.protocol.errors import InvalidParams, UpstreamTimeout
 from toolway.protocol.jsonrpc import RequestId
 from toolway.protocol.sinks import require_capability
+from toolway.sessions.owner import tagged
 from toolway.sessions.streams import EventStream
 
 STATE_PREFIX = "tw1."
@@ -106,7 +107,7 @@ class Parking:
         return len(self._parked)
 
     def park(self, sink: BridgeSink) -> str:
-        token = secrets.token_urlsafe(16)
+        token = tagged(secrets.token_urlsafe(16))
         self._parked[token] = sink
         self._expiry[token] = self._clock.now() + self._deadline
         self._spawn(self._expire(token))

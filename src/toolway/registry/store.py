@@ -224,6 +224,11 @@ class Store:
         async with self._transaction("list tools") as conn:
             return await self._select_tools(conn)
 
+    async def ping(self) -> None:
+        """A cheap round trip (`SELECT 1`) for readiness checks. Raises :class:`StoreError`."""
+        async with self._transaction("answer a ping") as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     async def close(self) -> None:
         """Release the connection pool."""
         await self._engine.dispose()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from toolway.observability.events import Events, UpstreamCallFinished
+from toolway.observability.tracing import upstream_span
 from toolway.pipeline.context import Call
 from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable, to_error
 from toolway.registry.catalog import LISTS, param_headers
@@ -202,10 +203,13 @@ class Router:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
+        span = upstream_span(call, conn.name)  # None unless tracing is on
+        if span is not None:  # W3C trace context in the HTTP headers and params._meta
+            params, headers = span.inject(params, headers)
         start = time.perf_counter()
         outcome, code = "ok", None
         try:
-            return await conn.call(
+            result = await conn.call(
                 call.method,
                 params,
                 client_capabilities=call.client_capabilities,
@@ -214,12 +218,17 @@ class Router:
                 sink=call.sink,
                 log_level=call.log_level,
             )
+            if conn.config.log_payloads:  # for the access log, on servers that opted in
+                call.annotations["result"] = result
+            return result
         except Exception as exc:
             outcome, code = "error", to_error(exc).get("code")
             raise
         finally:
             elapsed = time.perf_counter() - start
             call.annotations["upstream_seconds"] = call.annotations.get("upstream_seconds", 0.0) + elapsed
+            if span is not None:
+                span.end(outcome, code)
             if self._events is not None:
                 self._events.emit(
                     UpstreamCallFinished(conn.name, call.method, call.target, call.request_id, outcome, code, elapsed)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolway.clock import Clock
+from toolway.sessions.owner import tagged
 from toolway.sessions.streams import EventStream
 
 _MAX_STREAMS = 32  # streams remembered per session for Last-Event-ID resumption
@@ -96,7 +97,7 @@ class SessionTable:
         while len(self._sessions) >= self._max:
             self._ended(self._sessions.popitem(last=False)[1])
         session = DownstreamSession(
-            id=secrets.token_hex(16),
+            id=tagged(secrets.token_hex(16)),
             path=path,
             scope=scope,
             protocol_version=protocol_version,
