@@ -84,6 +84,10 @@ def entry_of(item: _Pending) -> AuditEntry:
     return replace(item.entry, at=iso(item.at), args_digest=args_digest(item.arguments))
 
 
+def _entries(items: list[_Pending]) -> list[AuditEntry]:
+    return [entry_of(item) for item in items]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -168,7 +172,8 @@ class AuditLog:
             while left or (gap and self._dropped):
                 dropped = self._dropped if gap else 0
                 taken = list(itertools.islice(self._pending, min(left, self._batch)))
-                entries = [entry_of(item) for item in taken]
+                # Digests (canonical JSON + SHA-256) are CPU work: off the event loop.
+                entries = await asyncio.to_thread(_entries, taken)
                 if dropped:
                     entries.insert(0, _dropped_entry(dropped, self._now()))
                 try:

@@ -14,6 +14,7 @@ the CLI and the admin API, never on the request path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -166,12 +167,8 @@ class AuditStore:
             return
         async with self._transaction("append audit records", write=True) as conn:
             head = (await conn.execute(sa.select(audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1))).scalar()
-            prev = head or GENESIS
-            rows = []
-            for entry in entries:
-                digest = chain_hash(prev, entry)
-                rows.append({**asdict(entry), "prev_hash": prev, "hash": digest})
-                prev = digest
+            # The chain's hashing is CPU work: off the event loop (the transaction holds the lock).
+            rows = await asyncio.to_thread(_chained_rows, head or GENESIS, entries)
             await conn.execute(audit_log.insert(), rows)
 
     async def query(
@@ -242,6 +239,15 @@ class AuditStore:
                     yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {action} in the store at {self._url}: {_cause(exc)}") from None
+
+
+def _chained_rows(prev: str, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        digest = chain_hash(prev, entry)
+        rows.append({**asdict(entry), "prev_hash": prev, "hash": digest})
+        prev = digest
+    return rows
 
 
 def _row(mapping: Any) -> AuditRow:
