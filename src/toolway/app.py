@@ -369,6 +369,7 @@ async def run_stdio(config: GatewayConfig, server: str | None) -> None:
             path="/stdio" if server is None else f"/servers/{server}/stdio",
             scope=server,
             transport="stdio",
+            client="stdio",
             max_message_bytes=config.limits.max_body_bytes,
             max_queued=config.streams.max_queued_messages,
         )

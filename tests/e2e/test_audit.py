@@ -63,6 +63,7 @@ async def test_calls_are_audited_verified_queried_and_exported(alpha: RunningHtt
             async with http.get(f"{gw.admin_url}/admin/audit", params={"limit": "0"}) as resp:
                 assert resp.status == 400
     assert record["method"] == "tools/call" and record["server"] == "alpha" and record["outcome"] == "ok"
+    assert record["client"].startswith("127.0.0.1:")  # from where: the client's address
     canonical = orjson.dumps({"n": 1, "text": "top secret"}, option=orjson.OPT_SORT_KEYS)
     assert record["args_digest"] == hashlib.sha256(canonical).hexdigest()
     assert record["at"].endswith("Z") and record["principal"] is None and record["transport"] == "streamable-http"

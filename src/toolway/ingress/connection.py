@@ -47,6 +47,7 @@ class MessageConnection:
         max_message_bytes: int,
         max_queued: int = 1024,
         keepalive_seconds: float = 15.0,
+        client: str | None = None,
     ) -> None:
         self.id = tagged(secrets.token_hex(16))
         self._layer = layer
@@ -54,6 +55,7 @@ class MessageConnection:
         self._path = path
         self._scope = scope
         self._transport = transport
+        self._client = client
         self._max_message = max_message_bytes
         self._keepalive = keepalive_seconds
         self._outbound: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=max_queued)
@@ -83,6 +85,7 @@ class MessageConnection:
             request_id=new_request_id(None),
             session_id=self.session_id,
             transport=self._transport,
+            client=self._client,
         )
         stream = EventStream(with_ids=False)
         self._spawn(self._layer.handle(inbound, stream))

@@ -43,7 +43,7 @@ class LegacySseIngress:
     def __len__(self) -> int:
         return len(self._connections)
 
-    async def open(self, receive: Any, send: Any, prefix: str, server: str | None) -> None:
+    async def open(self, receive: Any, send: Any, prefix: str, server: str | None, client: str | None = None) -> None:
         """GET `<prefix>/sse`: hold the stream open until the client goes away."""
         conn = MessageConnection(
             self._layer,
@@ -51,6 +51,7 @@ class LegacySseIngress:
             path=f"{prefix}/sse",
             scope=server,
             transport="sse",
+            client=client,
             max_message_bytes=self._max,
             max_queued=self._max_queued,
             keepalive_seconds=self._keepalive,

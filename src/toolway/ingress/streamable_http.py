@@ -135,7 +135,7 @@ class StreamableHttpIngress:
         server: str | None,
     ) -> None:
         if endpoint == "sse" and method == "GET":
-            await self.legacy.open(receive, send, prefix, server)
+            await self.legacy.open(receive, send, prefix, server, _peer(scope))
         elif endpoint == "messages" and method == "POST":
             await self.legacy.post(scope, receive, send)
         elif endpoint == "ws":
@@ -190,6 +190,7 @@ class StreamableHttpIngress:
             headers=headers,
             raw_headers=scope["headers"],
             session_id=headers.get(H_SESSION_ID),
+            client=_peer(scope),
         )
         stream = EventStream(with_ids=False, history=self._max_queued)
         # Owned by the gateway's task group: a stateless-era call parked for more
@@ -309,3 +310,9 @@ class StreamableHttpIngress:
 
     async def _reject(self, send: Any, status: int, exc: ToolwayError) -> None:
         await respond_json(send, status, {"jsonrpc": "2.0", "id": None, "error": to_error(exc)})
+
+
+def _peer(scope: dict[str, Any]) -> str | None:
+    """The client's `host:port`, as the ASGI server saw it."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None

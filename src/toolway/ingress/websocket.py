@@ -43,6 +43,7 @@ class WebSocketIngress:
             path=f"{prefix}/ws",
             scope=server,
             transport="websocket",
+            client=f"{scope['client'][0]}:{scope['client'][1]}" if scope.get("client") else None,
             max_message_bytes=self._max,
             max_queued=self._max_queued,
         )

@@ -74,6 +74,7 @@ def pending(event: CallFinished, at: datetime) -> _Pending:
         request_id=call.request_id,
         args_digest=None,
         duration_us=round(event.duration * 1_000_000),
+        client=call.client,
     )
     # Resources have no arguments; tools and prompts have `params.arguments`.
     arguments = (call.params or {}).get("arguments") if call.method != "resources/read" else None

@@ -58,6 +58,7 @@ class Call:
     log_level: str | None = None  # the lowest level of log messages the client wants; None: none
     subscriber: str | None = None  # who resources/subscribe registers (a handshake session id)
     traceparent: str | None = None  # the caller's W3C `traceparent` HTTP header, if it sent one
+    client: str | None = None  # where the request came from: the peer's host:port, or "stdio"
     # Filled in along the way, for logs and metrics.
     server: str | None = None
     target: str | None = None

@@ -72,6 +72,7 @@ class Inbound:
     raw_headers: Iterable[tuple[bytes, bytes]] = ()
     session_id: str | None = None
     transport: str = "streamable-http"
+    client: str | None = None  # the peer's host:port (or "stdio"), for the audit log
 
 
 class ProtocolLayer:
@@ -191,6 +192,7 @@ class ProtocolLayer:
             sink=sink,
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
+            client=inbound.client,
         )
         try:
             result = await self._handler(call)
@@ -325,6 +327,7 @@ class ProtocolLayer:
             log_level=session.log_level or "debug",
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             subscriber=session.id,
+            client=inbound.client,
         )
         result = await self._handler(call)
         # A stateless-era server asked for input: ask the client the old way, then retry.

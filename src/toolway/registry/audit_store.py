@@ -53,6 +53,7 @@ audit_log = sa.Table(
     sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("args_digest", sa.String(64)),
     sa.Column("duration_us", sa.BigInteger, nullable=False),
+    sa.Column("client", sa.String(128)),  # from where: the peer address, or "stdio"
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sqlite_autoincrement=True,
@@ -75,6 +76,7 @@ class AuditEntry:
     request_id: str
     args_digest: str | None  # SHA-256 of the canonical JSON of the arguments; never the arguments
     duration_us: int
+    client: str | None = None  # from where: the client's address (host:port), or "stdio"
 
     def canonical(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
