@@ -20,16 +20,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Self
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from toolway.registry.store import StoreError, async_url
+from toolway.registry.store import StoreError, cause, open_engine
 
 GENESIS = "0" * 64  # the "previous hash" of the first row
 _PAGE = 1000
@@ -133,26 +131,8 @@ class AuditStore:
     @classmethod
     async def open(cls, url: str) -> AuditStore:
         """Connect to the store at ``url`` and create the audit table if missing."""
-        driver_url = async_url(url)
-        try:
-            parsed = make_url(driver_url)
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(driver_url)
-        except (OSError, ArgumentError) as exc:
-            raise StoreError(f"cannot open the store at {url}: {exc}") from None
-        if parsed.get_backend_name() == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_connect)
-            sa.event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        store = cls(engine, url)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(_metadata.create_all)
-        except (OSError, SQLAlchemyError) as exc:
-            await engine.dispose()
-            raise StoreError(f"cannot open the store at {url}: {_cause(exc)}") from None
-        return store
+        engine = await open_engine(url, _metadata, {"connect": _sqlite_connect, "begin": _sqlite_begin})
+        return cls(engine, url)
 
     async def __aenter__(self) -> Self:
         return self
@@ -240,7 +220,7 @@ class AuditStore:
                 async with conn.begin():
                     yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in the store at {self._url}: {_cause(exc)}") from None
+            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
 
 def _chained_rows(prev: str, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
@@ -269,8 +249,3 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     # A write transaction takes the write lock before it reads the chain's head, so two
     # processes appending at once queue up instead of both chaining to the same row.
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("toolway_write") else "BEGIN")
-
-
-def _cause(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig if orig is not None else exc).splitlines()[0]

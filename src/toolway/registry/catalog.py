@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from toolway.protocol.modern import encode_header_value
@@ -37,7 +38,21 @@ class ServerCatalog:
         return self.items.get(method, ())
 
     def tool(self, name: str) -> dict[str, Any] | None:
-        return next((t for t in self.get("tools/list") if t.get("name") == name), None)
+        return self._by_name.get("tools/list", {}).get(name)
+
+    def has(self, method: str, name: str) -> bool:
+        """Does the list `method` hold an item called `name`? (A dict lookup: routing asks per call.)"""
+        return name in self._by_name.get(method, {})
+
+    @cached_property
+    def _by_name(self) -> dict[str, dict[str, dict[str, Any]]]:
+        index: dict[str, dict[str, dict[str, Any]]] = {}
+        for method, items in self.items.items():
+            named = index.setdefault(method, {})
+            for item in items:
+                if isinstance(item.get("name"), str):
+                    named.setdefault(item["name"], item)  # the first of a duplicated name wins
+        return index
 
 
 EMPTY = ServerCatalog(items={})

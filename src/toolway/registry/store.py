@@ -108,27 +108,10 @@ class Store:
         ``now`` returns the aware UTC time stamped on writes (tests pass a fixed clock).
         Raises :class:`StoreError` naming the URL and the cause.
         """
-        driver_url = async_url(url)
-        try:
-            parsed = make_url(driver_url)
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(driver_url)
-        except (OSError, ArgumentError) as exc:
-            raise StoreError(f"cannot open the store at {url}: {exc}") from None
         # WAL lets the CLI read while the gateway writes; foreign keys make tools follow
         # their server on delete. Both are per connection on SQLite.
-        if parsed.get_backend_name() == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine, url, now)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(_metadata.create_all)
-        except (OSError, SQLAlchemyError) as exc:
-            await engine.dispose()
-            raise StoreError(f"cannot open the store at {url}: {_cause(exc)}") from None
-        return store
+        engine = await open_engine(url, _metadata, {"connect": _sqlite_pragmas})
+        return cls(engine, url, now)
 
     async def __aenter__(self) -> Self:
         return self
@@ -244,7 +227,37 @@ class Store:
             async with self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in the store at {self._url}: {_cause(exc)}") from None
+            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
+
+
+async def open_engine(url: str, metadata: sa.MetaData, sqlite_events: dict[str, Callable[..., Any]]) -> AsyncEngine:
+    """An engine for the store at ``url`` with ``metadata``'s tables created if missing.
+
+    Creates a SQLite file's directory; ``sqlite_events`` are engine event listeners
+    ("connect", "begin", …) attached only on SQLite.
+
+    Raises:
+        StoreError: naming the URL and the cause.
+    """
+    driver_url = async_url(url)
+    try:
+        parsed = make_url(driver_url)
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(driver_url)
+    except (OSError, ArgumentError) as exc:
+        raise StoreError(f"cannot open the store at {url}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        for event, listener in sqlite_events.items():
+            sa.event.listen(engine.sync_engine, event, listener)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+    except (OSError, SQLAlchemyError) as exc:
+        await engine.dispose()
+        raise StoreError(f"cannot open the store at {url}: {cause(exc)}") from None
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -261,7 +274,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _cause(exc: BaseException) -> str:
+def cause(exc: BaseException) -> str:
     # SQLAlchemy wraps driver errors; the driver's message is the useful part.
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).splitlines()[0]

@@ -189,9 +189,9 @@ class Router:
         if parts is None or parts[0] not in self._manager.connections:
             raise UnknownTarget(f"Unknown {kind}: {qualified!r}")
         conn = self._connection(parts[0])
-        if conn.state is State.READY and not _has(conn, list_method, parts[1]):
+        if conn.state is State.READY and not conn.catalog.has(list_method, parts[1]):
             await conn.refresh_catalog()  # The server may have added it since we last looked.
-            if not _has(conn, list_method, parts[1]):
+            if not conn.catalog.has(list_method, parts[1]):
                 raise UnknownTarget(f"Unknown {kind}: {qualified!r}")
         return conn, parts[1]
 
@@ -243,7 +243,3 @@ class Router:
     def _sole_resource_server(self) -> str | None:
         offering = [c.name for c in self._manager.ready() if c.negotiated and "resources" in c.negotiated.capabilities]
         return offering[0] if len(offering) == 1 else None
-
-
-def _has(conn: UpstreamConnection, list_method: str, name: str) -> bool:
-    return any(item.get("name") == name for item in conn.catalog.get(list_method))
