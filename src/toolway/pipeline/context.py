@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from toolway.auth.identity import Identity
 from toolway.protocol.versions import Era
 
 
@@ -52,7 +53,8 @@ class Call:
     client_info: dict[str, Any] | None
     request_id: str  # the gateway's correlation id for logs, not the JSON-RPC id
     scope: str | None = None  # set on /servers/<name>/mcp: only that server, names unchanged
-    principal: str | None = None
+    principal: str | None = None  # identity.subject when authenticated (audit, logs)
+    identity: Identity | None = None  # set by authentication; None: the gateway runs without auth
     transport: str = "streamable-http"
     sink: Sink = NULL_SINK
     log_level: str | None = None  # the lowest level of log messages the client wants; None: none
