@@ -1,7 +1,8 @@
-"""The registry store against a real SQLite file."""
+"""The registry store against a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolway.registry import ServerRecord, Store, StoreError, ToolRecord
+from toolway.registry import ServerRecord, Store, StoreError, ToolRecord, migrate
+from toolway.registry.store import async_url
 
 T0 = datetime(2026, 7, 28, 12, 0, tzinfo=UTC)
 
@@ -43,8 +45,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with await Store.open(f"sqlite:///{tmp_path}/state/toolway.db", now=clock) as opened:
+async def store(store_url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    async with await Store.open(store_url, now=clock) as opened:
         yield opened
 
 
@@ -119,8 +121,8 @@ async def test_listing_is_sorted(store: Store) -> None:
     ]
 
 
-async def test_data_survives_reopening(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/toolway.db"
+async def test_data_survives_reopening(store_url: str) -> None:
+    url = store_url
     async with await Store.open(url) as store:
         await store.record_server(server("files", "read"))
     async with await Store.open(url) as store:
@@ -129,9 +131,40 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
     assert record.updated_at is not None and record.updated_at.tzinfo is not None
 
 
-async def test_postgresql_is_not_available_yet() -> None:
-    with pytest.raises(StoreError, match="PostgreSQL stores arrive with the registry work"):
-        await Store.open("postgresql://toolway@localhost/toolway")
+async def test_postgresql_urls_use_the_asyncpg_driver() -> None:
+    assert async_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert async_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    with pytest.raises(StoreError, match="unsupported store URL"):
+        async_url("mysql://u@h/db")
+
+
+async def test_an_unreachable_postgresql_names_the_url() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nothing"
+    with pytest.raises(StoreError, match=f"cannot open the store at {url}"):
+        await Store.open(url)
+
+
+async def test_migrations_run_at_open_and_only_once(store_url: str) -> None:
+    async with await Store.open(store_url) as first:
+        assert await first.schema_revision() == migrate.head()
+    # A second open (another worker, the CLI) finds the schema current and changes nothing.
+    async with await Store.open(store_url) as again:
+        assert await again.schema_revision() == migrate.head()
+
+
+async def test_a_store_from_before_the_migrations_is_adopted(tmp_path: Path) -> None:
+    # What `create_all` made before the schema had a history: the tables, no alembic_version.
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE servers (name VARCHAR(64) PRIMARY KEY, transport VARCHAR(32) NOT NULL, "
+            "endpoint TEXT NOT NULL, status VARCHAR(32) NOT NULL, era VARCHAR(32), protocol_version "
+            "VARCHAR(32), server_info JSON, capabilities JSON, last_error TEXT, updated_at DATETIME)"
+        )
+        db.execute("INSERT INTO servers (name, transport, endpoint, status) VALUES ('old', 'stdio', 'x', 'connected')")
+    async with await Store.open(f"sqlite:///{path}") as store:
+        assert [record.name for record in await store.list_servers()] == ["old"]
+        assert await store.schema_revision() == migrate.head()
 
 
 async def test_unopenable_path_names_the_url(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ cutting rows off the end, is not detectable from the table alone: exports (which
 the hashes) kept elsewhere anchor the chain.
 
 Appends read the chain's head inside a write-locked transaction (`BEGIN IMMEDIATE` on
-SQLite), so several gateway processes on one store extend one chain, never fork it.
+SQLite, a table lock on PostgreSQL), so several gateway processes on one store extend one chain, never fork it.
 The audit table has its own engine: it is written by a background writer and read by
 the CLI and the admin API, never on the request path.
 """
@@ -32,6 +32,7 @@ from toolway.registry.store import StoreError, cause, open_engine
 GENESIS = "0" * 64  # the "previous hash" of the first row
 _PAGE = 1000
 
+# The table itself is created by the store's migrations (0001_initial); this describes it for queries.
 _metadata = sa.MetaData()
 
 audit_log = sa.Table(
@@ -130,8 +131,8 @@ class AuditStore:
 
     @classmethod
     async def open(cls, url: str) -> AuditStore:
-        """Connect to the store at ``url`` and create the audit table if missing."""
-        engine = await open_engine(url, _metadata, {"connect": _sqlite_connect, "begin": _sqlite_begin})
+        """Connect to the store at ``url`` (its schema, the audit table included, migrated)."""
+        engine = await open_engine(url)
         return cls(engine, url)
 
     async def __aenter__(self) -> Self:
@@ -148,6 +149,9 @@ class AuditStore:
         if not entries:
             return
         async with self._transaction("append audit records", write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                # PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE: one appender at a time.
+                await conn.execute(sa.text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
             head = (await conn.execute(sa.select(audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1))).scalar()
             # The chain's hashing is CPU work: off the event loop (the transaction holds the lock).
             rows = await asyncio.to_thread(_chained_rows, head or GENESIS, entries)
@@ -235,17 +239,3 @@ def _chained_rows(prev: str, entries: Sequence[AuditEntry]) -> list[dict[str, An
 def _row(mapping: Any) -> AuditRow:
     entry = AuditEntry(**{name: mapping[name] for name in _ENTRY_FIELDS})
     return AuditRow(id=mapping["id"], entry=entry, prev_hash=mapping["prev_hash"], hash=mapping["hash"])
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own implicit BEGIN would be DEFERRED; we issue BEGIN ourselves (below).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # the CLI reads while gateways write
-    cursor.close()
-
-
-def _sqlite_begin(conn: sa.Connection) -> None:
-    # A write transaction takes the write lock before it reads the chain's head, so two
-    # processes appending at once queue up instead of both chaining to the same row.
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("toolway_write") else "BEGIN")

@@ -7,7 +7,7 @@ never queried on the request path.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from toolway.registry import migrate
 
 
 @dataclass(frozen=True)
@@ -80,17 +82,17 @@ def _utcnow() -> datetime:
 
 
 def async_url(url: str) -> str:
-    """Map a config store URL to its async driver URL.
+    """Map a config store URL to its async driver URL (aiosqlite, asyncpg).
 
-    Raises :class:`StoreError` for PostgreSQL (not supported yet) and unknown schemes.
+    Raises :class:`StoreError` for schemes and drivers Toolway does not speak.
     """
-    if url.startswith("sqlite+aiosqlite://"):
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         return url
     if url.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
-    if url.startswith("postgresql"):
-        raise StoreError("PostgreSQL stores arrive with the registry work; use sqlite:///PATH")
-    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH")
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
 class Store:
@@ -108,9 +110,7 @@ class Store:
         ``now`` returns the aware UTC time stamped on writes (tests pass a fixed clock).
         Raises :class:`StoreError` naming the URL and the cause.
         """
-        # WAL lets the CLI read while the gateway writes; foreign keys make tools follow
-        # their server on delete. Both are per connection on SQLite.
-        engine = await open_engine(url, _metadata, {"connect": _sqlite_pragmas})
+        engine = await open_engine(url)
         return cls(engine, url, now)
 
     async def __aenter__(self) -> Self:
@@ -212,6 +212,23 @@ class Store:
         async with self._transaction("answer a ping") as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    async def schema_revision(self) -> str | None:
+        """The schema revision the store is at (see `toolway.registry.migrate`). Raises :class:`StoreError`."""
+        async with self._transaction("read the schema revision") as conn:
+            return await conn.run_sync(migrate.current)
+
+    def transaction(self, action: str) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction for the registry's other tables (`registry/records.py`).
+
+        ``action`` completes the error message: "cannot {action} in the store at URL: cause".
+        """
+        return self._transaction(action)
+
+    @property
+    def now(self) -> Callable[[], datetime]:
+        """The store's clock for write time stamps."""
+        return self._now
+
     async def close(self) -> None:
         """Release the connection pool."""
         await self._engine.dispose()
@@ -230,11 +247,17 @@ class Store:
             raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
 
-async def open_engine(url: str, metadata: sa.MetaData, sqlite_events: dict[str, Callable[..., Any]]) -> AsyncEngine:
-    """An engine for the store at ``url`` with ``metadata``'s tables created if missing.
+async def open_engine(
+    url: str, metadata: sa.MetaData | None = None, sqlite_events: dict[str, Callable[..., Any]] | None = None
+) -> AsyncEngine:
+    """An engine for the store at ``url``, its schema migrated to the newest revision.
 
-    Creates a SQLite file's directory; ``sqlite_events`` are engine event listeners
-    ("connect", "begin", …) attached only on SQLite.
+    Creates a SQLite file's directory. On SQLite every connection runs in WAL mode (the
+    CLI reads while gateways write) with foreign keys on, and transactions are begun by
+    Toolway: a connection with the execution option ``toolway_write=True`` begins with
+    ``BEGIN IMMEDIATE`` (it takes the write lock before it reads). ``metadata``'s tables
+    are also created if missing, for code that predates the migrations; ``sqlite_events``
+    are extra engine listeners attached only on SQLite.
 
     Raises:
         StoreError: naming the URL and the cause.
@@ -243,28 +266,43 @@ async def open_engine(url: str, metadata: sa.MetaData, sqlite_events: dict[str, 
     try:
         parsed = make_url(driver_url)
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite and database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(driver_url)
     except (OSError, ArgumentError) as exc:
         raise StoreError(f"cannot open the store at {url}: {exc}") from None
-    if parsed.get_backend_name() == "sqlite":
-        for event, listener in sqlite_events.items():
+    if sqlite:
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        sa.event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        for event, listener in (sqlite_events or {}).items():
             sa.event.listen(engine.sync_engine, event, listener)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(toolway_write=True)
+            async with conn.begin():
+                await conn.run_sync(migrate.upgrade)
+                if metadata is not None:
+                    await conn.run_sync(metadata.create_all)
     except (OSError, SQLAlchemyError) as exc:
         await engine.dispose()
         raise StoreError(f"cannot open the store at {url}: {cause(exc)}") from None
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN would be DEFERRED and skip DDL; Toolway begins itself (below).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA foreign_keys=ON")  # tools follow their server on delete
     cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # A write transaction takes the write lock before it reads, so two processes doing
+    # read-then-write at once (the audit chain's head, a migration) queue up instead of racing.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("toolway_write") else "BEGIN")
 
 
 def _aware(value: datetime | None) -> datetime | None:
