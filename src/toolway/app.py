@@ -23,6 +23,7 @@ import structlog
 import uvicorn
 
 from toolway.admin.app import AdminApp
+from toolway.admin.servers import RegistryApi
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig
 from toolway.ingress.connection import MessageConnection
@@ -37,12 +38,14 @@ from toolway.pipeline.chain import build_chain
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
+from toolway.registry.discovery import Discovery
 from toolway.registry.recorder import RegistryRecorder
+from toolway.registry.service import Registry
 from toolway.registry.store import Store, StoreError
 from toolway.router.cursors import CursorCodec
 from toolway.router.router import Router
 from toolway.sessions.downstream import DownstreamSession, SessionTable
-from toolway.sessions.hub import Hub
+from toolway.sessions.hub import LIST_CHANGED, Hub
 from toolway.sessions.manager import ConnectionManager
 
 log = structlog.get_logger("toolway")
@@ -104,7 +107,7 @@ class Gateway:
             self.layer,
             security=HostOriginCheck(config.security.allowed_hosts, config.security.allowed_origins),
             max_body_bytes=config.limits.max_body_bytes,
-            server_names=[s.name for s in config.servers if s.enabled],
+            server_names=self.manager.connections.keys(),  # live: the registry adds and removes servers
             spawn=self._spawn,
             keepalive_seconds=config.streams.keepalive_seconds,
             retry_ms=config.streams.retry_ms,
@@ -123,6 +126,20 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
+        # The registry: run-time registration, health, pins, discovery (docs/registry.md).
+        self.registry = Registry(
+            config,
+            self.manager,
+            self.events,
+            self.clock,
+            lists_changed=self._lists_changed,
+            settled=self.registry_settled,
+        )
+        self.router.registry = self.registry
+        self.agent_base_url = ""  # set once the agent listener is bound
+        discovery = Discovery(self.registry, config.registry.namespace, self._discovery_base)
+        self.app.discovery = discovery
+        self.admin_app.registry = RegistryApi(self.registry, discovery)
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -157,6 +174,21 @@ class Gateway:
 
     def _upstream_notification(self, conn: Any, message: dict[str, Any]) -> None:
         self.hub.publish(message, origin=conn.name)
+
+    def _lists_changed(self, server: str) -> None:
+        """A server joined or left the lists (registered, removed, hidden, a tool quarantined): tell clients."""
+        for method in LIST_CHANGED:
+            self.hub.publish({"jsonrpc": "2.0", "method": method}, origin=server)
+
+    def _discovery_base(self, scope: dict[str, Any], agent: bool) -> str:
+        """The agent-facing base URL the discovery API names: configured, else the one the agent used
+        (on the agent port), else the agent listener's own (on the admin port)."""
+        if self.config.registry.public_url:
+            return self.config.registry.public_url.rstrip("/")
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+        if agent and host:
+            return f"{scope.get('scheme', 'http')}://{host}"
+        return self.agent_base_url
 
     def _session_ended(self, session: DownstreamSession) -> None:
         released = self.hub.remove(session.id)
@@ -196,6 +228,7 @@ class Gateway:
         try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
+            await self.registry.open(self._store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self._recorder = RegistryRecorder(self._store)
@@ -204,7 +237,8 @@ class Gateway:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         await self.manager.__aenter__()
-        connect = max((s.timeouts.connect for s in self.config.servers), default=0.0)
+        await self.registry.__aenter__()  # watches the file's servers, connects the restored ones
+        connect = max(self.registry.timeouts(), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
         return self
 
@@ -219,6 +253,7 @@ class Gateway:
             for task in list(self._owned):
                 task.cancel()
             await tasks.__aexit__(None, None, None)
+        await self.registry.__aexit__(None, None, None)  # probes and timers stop; pins and health are written
         log.info("shutdown: closing upstream connections")
         await self.manager.__aexit__(None, None, None)
         # Every call has finished, so every audit record is queued: write them all.
@@ -305,6 +340,7 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
                 break
             await asyncio.sleep(0.01)
         endpoints = Endpoints(_url(sockets[0], "/mcp"), _url(sockets[1], "") if len(sockets) > 1 else None)
+        gateway.agent_base_url = endpoints.url.removesuffix("/mcp")
         # Start-up leaves ~90k long-lived objects (modules, config, catalogs). Moving them out
         # of the collector's reach turns 50-80 ms full collections into a few ms (bench/README.md).
         gc.collect()

@@ -7,6 +7,8 @@
 - `/metrics`: Prometheus exposition (OpenMetrics when the scraper asks for it).
 - `/admin/stats`: per-server and per-tool calls, errors and latency over a recent window.
 - `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
+- `/admin/servers…`, `/admin/tools/…`, `/v0.1/servers…`: the registry (`admin/servers.py`).
+- `/admin/openapi.json`: all of the above as an OpenAPI 3.1 document (`admin/openapi.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from toolway.admin import openapi
+from toolway.admin.servers import RegistryApi
 from toolway.ingress.asgi import respond, respond_json
 from toolway.observability.audit import AuditLog
 from toolway.observability.metrics import Metrics
@@ -28,6 +32,7 @@ STORE_CHECK_SECONDS = 2.0
 
 class AdminApp:
     audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
+    registry: RegistryApi | None = None  # set by the composition root: serves the registry routes
 
     def __init__(
         self,
@@ -63,6 +68,10 @@ class AdminApp:
             await respond_json(send, 200, self._stats.snapshot())
         elif path == "/admin/audit" and self.audit is not None:
             await self.audit.serve_admin(scope, send)
+        elif path == "/admin/openapi.json":
+            await respond_json(send, 200, openapi.build())
+        elif self.registry is not None and await self.registry.handle(scope, receive, send):
+            pass
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
 

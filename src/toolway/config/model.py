@@ -51,6 +51,20 @@ class Reconnect(_Model):
     max: float = Field(default=30.0, gt=0)
 
 
+class Health(_Model):
+    """Health probes of one server (docs/registry.md): MCP `ping` or `server/discover`, plus
+    process liveness for stdio. `grace_seconds` after turning unhealthy its tools leave the lists."""
+
+    interval_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed probes
+    healthy_after: int = Field(default=1, ge=1)  # consecutive good probes (or heartbeats)
+    grace_seconds: float = Field(default=0.0, ge=0)
+
+
+PinningMode = Literal["enforce", "warn", "off"]
+
+
 class _ServerBase(_Model):
     name: str = Field(pattern=SERVER_NAME_PATTERN, max_length=64)
     enabled: bool = True
@@ -64,6 +78,14 @@ class _ServerBase(_Model):
     # Log this server's call arguments and results in the access log (secrets redacted).
     # Off by default: payloads may hold personal data.
     log_payloads: bool = False
+    # The registry (docs/registry.md): what discovery shows, health, pinned tool definitions.
+    description: str | None = None
+    version: str | None = None  # as registered; what the server reports is recorded apart
+    tags: list[str] = []
+    owner: str | None = None  # the team that owns the server
+    health: Health = Health()
+    pinning: PinningMode = "enforce"
+    refresh_seconds: float | None = Field(default=None, gt=0)  # re-list the catalog; unset: `registry:`'s
 
     @field_validator("name")
     @classmethod
@@ -169,6 +191,19 @@ class Audit(_Model):
     max_queued: int = Field(default=100_000, gt=0)
 
 
+class Registry(_Model):
+    """Run-time registration (docs/registry.md)."""
+
+    # How long removing (or disabling, or updating) a server waits for its calls in flight.
+    drain_seconds: float = Field(default=10.0, ge=0)
+    # Re-list every server's catalog this often, besides on list_changed; unset: never.
+    refresh_seconds: float | None = Field(default=None, gt=0)
+    # The agent-facing base URL the discovery API names (e.g. behind a proxy); unset: the request's Host.
+    public_url: str | None = None
+    # The namespace of server names in the discovery API (`<namespace>/<server>`, as server.json wants).
+    namespace: str = Field(default="local.toolway", pattern=r"^[a-zA-Z0-9.-]+$")
+
+
 class Shutdown(_Model):
     drain_seconds: float = Field(default=10.0, ge=0)
 
@@ -184,6 +219,7 @@ class GatewayConfig(_Model):
     tracing: Tracing = Tracing()
     audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
+    registry: Registry = Registry()
     streams: Streams = Streams()
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)

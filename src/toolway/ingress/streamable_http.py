@@ -24,6 +24,7 @@ from toolway.protocol import jsonrpc
 from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
 from toolway.protocol.versions import H_SESSION_ID
+from toolway.registry.discovery import Discovery
 from toolway.sessions.streams import EventStream, parse_event_id
 
 log = structlog.get_logger("toolway.ingress")
@@ -41,6 +42,8 @@ _ENDPOINTS = frozenset({"mcp", "sse", "messages", "ws"})
 class StreamableHttpIngress:
     """The ASGI app for the agent-facing port."""
 
+    discovery: Discovery | None = None  # set by the composition root: `GET /v0.1/servers…`
+
     def __init__(
         self,
         layer: ProtocolLayer,
@@ -56,7 +59,7 @@ class StreamableHttpIngress:
         self._layer = layer
         self._security = security
         self._max_body = max_body_bytes
-        self._servers = frozenset(server_names)
+        self._servers = server_names  # a live view: servers are added and removed at run time
         self._spawn = spawn
         self._keepalive = keepalive_seconds
         self._retry_ms = retry_ms
@@ -83,6 +86,14 @@ class StreamableHttpIngress:
                 await send({"type": "websocket.close", "code": 1008, "reason": problem[1] if problem else "not found"})
                 return
             await self._websocket(scope, receive, send, route[1], route[2])
+            return
+        if route is None and self.discovery is not None and self.discovery.handles(path):
+            if problem is not None:
+                await respond_json(send, problem[0], {"error": problem[1]})
+            else:
+                await self.discovery(
+                    scope, receive, send, agent=True
+                )  # agents discover servers here (docs/registry.md)
             return
         if route is None:
             await respond_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp"})

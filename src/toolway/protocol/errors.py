@@ -18,6 +18,7 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+TOOL_QUARANTINED: Final = -32030  # a pinned tool's definition changed upstream (registry/pinning.py)
 
 
 class ToolwayError(Exception):
@@ -111,6 +112,20 @@ class UpstreamProtocolError(UpstreamError):
     """The server answered with something that is not valid MCP."""
 
     code = INTERNAL_ERROR
+
+
+class UpstreamIncompatible(UpstreamProtocolError):
+    """The server speaks no protocol version Toolway can bridge; it is not routed to."""
+
+
+class ToolQuarantined(ToolwayError):
+    """A pinned tool's definition changed upstream since it was approved (docs/registry.md).
+
+    `data` carries the server, the tool and the changed fields; an operator approves the
+    new definition with `toolway tools approve NAME`.
+    """
+
+    code = TOOL_QUARANTINED
 
 
 class UpstreamRpcError(Exception):

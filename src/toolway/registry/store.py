@@ -167,6 +167,12 @@ class Store:
                 .values(status=status, last_error=last_error, updated_at=self._now())
             )
 
+    async def forget(self, name: str) -> None:
+        """Delete one server's row and its tools (it was deregistered). Raises :class:`StoreError`."""
+        async with self._transaction(f"forget server {name!r}") as conn:
+            await conn.execute(_tools.delete().where(_tools.c.server == name))
+            await conn.execute(_servers.delete().where(_servers.c.name == name))
+
     async def forget_missing(self, keep: Collection[str]) -> None:
         """Delete servers (and their tools) whose name is not in ``keep``.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from toolway.observability.events import Events, UpstreamCallFinished
 from toolway.observability.tracing import upstream_span
@@ -30,7 +30,21 @@ _REMOVED_IN_2026 = frozenset({"ping", "resources/subscribe", "resources/unsubscr
 _LOCAL = frozenset({"ping", "initialize", "server/discover", "resources/subscribe", "resources/unsubscribe"})
 
 
+class Listing(Protocol):
+    """What the registry decides per server and tool (health, pins); answered from memory."""
+
+    def listed(self, conn: UpstreamConnection) -> bool: ...
+
+    def tool_hidden(self, server: str, tool: str) -> bool: ...
+
+    def check_tool(self, server: str, tool: str) -> None:
+        """Raises a `ToolwayError` (e.g. `ToolQuarantined`) when the tool must not be called."""
+        ...
+
+
 class Router:
+    registry: Listing | None = None  # set by the composition root; None: every connected server, every tool
+
     def __init__(
         self,
         manager: ConnectionManager,
@@ -71,7 +85,12 @@ class Router:
         """The merged catalog, rebuilt only when a server's state or catalog changed."""
         generation = self._manager.generation
         if self._view.generation != generation:
-            self._view = build_view(generation, self._manager.ready())
+            registry = self.registry
+            if registry is None:
+                self._view = build_view(generation, self._manager.ready())
+            else:
+                listed = [c for c in self._manager.connections.values() if registry.listed(c)]
+                self._view = build_view(generation, listed, hide_tool=registry.tool_hidden)
         return self._view
 
     async def _ping(self, call: Call) -> dict[str, Any]:
@@ -93,6 +112,8 @@ class Router:
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:
         conn, name = await self._resolve(call, "tools/list", "tool")
+        if self.registry is not None:
+            self.registry.check_tool(conn.name, name)
         params = {**(call.params or {}), "name": name}
         headers = None
         if conn.negotiated is not None and conn.negotiated.era == "modern":
@@ -174,11 +195,18 @@ class Router:
         target = params.get("name") or params.get("uri")
         call.target = target if isinstance(target, str) else None
         headers = None
+        registry = self.registry
+        if call.method == "tools/call" and registry is not None:
+            registry.check_tool(conn.name, str(target))
         if call.method == "tools/call" and conn.negotiated is not None and conn.negotiated.era == "modern":
             header_map = conn.catalog.param_headers.get(str(target))
             if header_map:
                 headers = param_headers(header_map, params.get("arguments"))
-        return await self._forward(conn, call, call.params, headers)
+        result = await self._forward(conn, call, call.params, headers)
+        if call.method == "tools/list" and registry is not None and isinstance(result.get("tools"), list):
+            tools = result["tools"]
+            result["tools"] = [t for t in tools if not registry.tool_hidden(conn.name, str(t.get("name")))]
+        return result
 
     async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[UpstreamConnection, str]:
         qualified = (call.params or {}).get("name")

@@ -7,6 +7,7 @@ list request is a slice of a ready-made list.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,15 @@ class View:
         return next((server for _, server, t in self.templates if t == template), None)
 
 
-def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
-    """Merge catalogs in config order; on a URI collision the first server wins."""
+def build_view(
+    generation: int,
+    connections: list[UpstreamConnection],
+    hide_tool: Callable[[str, str], bool] | None = None,
+) -> View:
+    """Merge catalogs in config order; on a URI collision the first server wins.
+
+    `hide_tool(server, name)` leaves tools out (quarantined by the registry's pins).
+    """
     lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
     owners: dict[str, str] = {}
     templates: list[tuple[re.Pattern[str], str, str]] = []
@@ -48,6 +56,8 @@ def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
         catalog = conn.catalog
         for method in LISTS:
             for item in catalog.get(method):
+                if hide_tool is not None and method == "tools/list" and hide_tool(conn.name, str(item.get("name"))):
+                    continue
                 if method in _NAMESPACED and isinstance(item.get("name"), str):
                     item = {**item, "name": qualify(conn.name, item["name"])}
                 lists[method].append(item)

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.config.model import GatewayConfig, HttpServerConfig, StdioServerConfig
 from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.http import new_client_session
 
@@ -22,6 +22,9 @@ NotificationListener = Callable[[UpstreamConnection, dict[str, Any]], None]
 class ConnectionManager:
     """Owns the pooled HTTP client, one `UpstreamConnection` per enabled server, and their tasks.
 
+    Servers come from the config at start-up, and are added, replaced and removed at run
+    time by the registry (`add`, `replace`, `remove`).
+
     `generation` increases whenever any server's state or catalog changes, so views
     built from the catalogs know when to rebuild.
     """
@@ -31,7 +34,7 @@ class ConnectionManager:
         self._clock = clock or MonotonicClock()
         self._http: aiohttp.ClientSession | None = None
         self._group: asyncio.TaskGroup | None = None
-        self._supervisors: list[asyncio.Task[None]] = []
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[Listener] = []
         self._notification_listeners: list[NotificationListener] = []
         self.connections: dict[str, UpstreamConnection] = {}
@@ -60,11 +63,55 @@ class ConnectionManager:
         for server in self._config.servers:
             if not server.enabled:
                 continue
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
-            self.connections[server.name] = conn
-            task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
-            self._supervisors.append(task)
+            self._start(server)
         return self
+
+    def add(self, server: StdioServerConfig | HttpServerConfig) -> UpstreamConnection:
+        """Start connecting to `server` at run time; calls route to it as soon as it is ready.
+
+        Raises:
+            ValueError: a server of that name is already connected.
+            RuntimeError: the manager is not running.
+        """
+        if server.name in self.connections:
+            raise ValueError(f"server {server.name!r} is already connected")
+        conn = self._start(server)
+        self.generation += 1
+        return conn
+
+    async def remove(self, name: str, drain_seconds: float) -> bool:
+        """Stop routing new calls to `name`, wait (up to `drain_seconds`) for its calls in
+        flight, then close its connection (a stdio child is stopped).
+
+        Returns whether every call finished within the bound. Raises KeyError for an unknown name.
+        """
+        conn = self.connections.pop(name)  # New calls no longer find it.
+        self.generation += 1
+        drained = await conn.drained(drain_seconds)
+        task = self._supervisors.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # its `finally` closes the client
+        return drained
+
+    async def replace(self, server: StdioServerConfig | HttpServerConfig, drain_seconds: float) -> bool:
+        """Swap the connection to `server.name` for one built from the new config (drained first)."""
+        drained = await self.remove(server.name, drain_seconds) if server.name in self.connections else True
+        self.add(server)
+        return drained
+
+    def bump(self) -> None:
+        """Something that decides what is listed changed (health, pins): views rebuild."""
+        self.generation += 1
+
+    def _start(self, server: StdioServerConfig | HttpServerConfig) -> UpstreamConnection:
+        if self._group is None or self._http is None:
+            raise RuntimeError("the connection manager is not running")
+        conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
+        self.connections[server.name] = conn
+        task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
+        self._supervisors[server.name] = task
+        return conn
 
     async def wait_settled(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline API
         """Wait (bounded) until every server's first connect attempt has finished."""
@@ -85,7 +132,7 @@ class ConnectionManager:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Supervisors close their clients (and stop their processes) as they unwind.
-        for task in self._supervisors:
+        for task in self._supervisors.values():
             task.cancel()
         group, self._group = self._group, None
         if group is not None:

@@ -22,6 +22,7 @@ from toolway.config.model import HttpServerConfig, StdioServerConfig
 from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
     UpstreamError,
+    UpstreamIncompatible,
     UpstreamProtocolError,
     UpstreamRpcError,
     UpstreamTimeout,
@@ -73,6 +74,10 @@ class UpstreamConnection:
         self._lost = asyncio.Event()
         self._spawn: Callable[[Any], None] | None = None
         self.inflight = 0  # calls sent and not yet answered
+        self._idle = asyncio.Event()  # set while nothing is in flight (removal drains on it)
+        self._idle.set()
+        # Set when the server speaks no protocol version Toolway can bridge: why, for the registry.
+        self.incompatible: str | None = None
         # The transport actually spoken: `transport: auto` leaves it None until a connection
         # works, then remembers it (and the URL that worked) for every reconnect.
         self.effective_transport: str | None = None if config.transport == "auto" else config.transport
@@ -153,6 +158,7 @@ class UpstreamConnection:
         msg_id = client.next_id()
         timeout = self.config.timeouts.call
         self.inflight += 1
+        self._idle.clear()
         try:
             async with asyncio.timeout(timeout):
                 return await client.request(
@@ -182,6 +188,17 @@ class UpstreamConnection:
             raise UpstreamUnavailable(self.name, str(exc)) from None
         finally:
             self.inflight -= 1
+            if not self.inflight:
+                self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound on the wait, not a deadline API
+        """Wait (up to `timeout` seconds) until no call is in flight; False if some still are."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def refresh_catalog(self) -> None:
         """Fetch the catalog again (e.g. a call named a tool we have not seen)."""
@@ -222,11 +239,12 @@ class UpstreamConnection:
                 with contextlib.suppress(Exception):
                     await client.close()
             self.state, self.last_error = State.DOWN, _describe(exc, self.config.timeouts.connect)
+            self.incompatible = exc.cause if isinstance(exc, UpstreamIncompatible) else None
             log.warning("upstream connect failed", server=self.name, error=self.last_error)
             self._settled.set()
             self._on_change(self)
             return False
-        self.state, self.last_error = State.READY, None
+        self.state, self.last_error, self.incompatible = State.READY, None, None
         self._start_listening()
         log.info(
             "upstream connected",

@@ -23,10 +23,17 @@ from typing import Any
 
 from toolway import __version__
 from toolway.pipeline.context import Sink
-from toolway.protocol.errors import ToolwayError, UpstreamProtocolError, UpstreamRpcError, to_error
+from toolway.protocol.errors import (
+    ToolwayError,
+    UpstreamIncompatible,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+    to_error,
+)
 from toolway.protocol.logging_levels import admits
 from toolway.protocol.modern import encode_header_value
 from toolway.protocol.versions import (
+    ALL_VERSIONS,
     HANDSHAKE_VERSIONS,
     LATEST_HANDSHAKE,
     LATEST_MODERN,
@@ -325,8 +332,10 @@ class UpstreamClient:
         result = await self._send("initialize", params, {})
         version = result.get("protocolVersion")
         if version not in HANDSHAKE_VERSIONS:
-            raise UpstreamProtocolError(
-                self.server, f"initialize answered protocol version {version!r}, which Toolway cannot speak"
+            raise UpstreamIncompatible(
+                self.server,
+                f"initialize answered protocol version {version!r}, which Toolway cannot bridge"
+                f" (it speaks {', '.join(ALL_VERSIONS)})",
             )
         await self.channel.notify(
             {"jsonrpc": "2.0", "method": "notifications/initialized"}, {"MCP-Protocol-Version": version}
