@@ -30,6 +30,7 @@ BASE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "sample",
     "roots",
     "grow",
+    "redescribe",
     "touch",
     "subscriptions",
     "cancellations",

@@ -173,7 +173,10 @@ def build() -> dict[str, Any]:
                 **errors,
             },
         }
-        if route.body == "server":
+        if route.body == "partial":
+            partial = {"type": "object", "description": "Fields of ServerConfig to change; the rest are kept"}
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": partial}}}
+        elif route.body == "server":
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref("ServerConfig")}},

@@ -55,7 +55,7 @@ class Route:
     path: str  # OpenAPI form: /admin/servers/{name}
     summary: str
     handler: str  # the RegistryApi method's name
-    body: str | None = None  # "server": a server config entry (`ServerConfig`)
+    body: str | None = None  # "server": a server config entry (`ServerConfig`); "partial": some of its fields
     response: str = "object"  # a schema name in admin/openapi.py
 
     def pattern(self) -> re.Pattern[str]:
@@ -132,6 +132,9 @@ class RegistryApi:
 
     async def _update(self, request: Request) -> tuple[int, Any]:
         return 200, await self._registry.update(request.params["name"], await request.json())
+
+    async def _patch(self, request: Request) -> tuple[int, Any]:
+        return 200, await self._registry.update(request.params["name"], await request.json(), merge=True)
 
     async def _remove(self, request: Request) -> tuple[int, Any]:
         return 200, await self._registry.remove(request.params["name"])

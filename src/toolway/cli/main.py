@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from toolway.cli.audit import audit_app
+from toolway.cli.registry import add_commands as registry_commands
 from toolway.cli.stats import stats_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
@@ -33,12 +34,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-servers_app = typer.Typer(help="Inspect the configured upstream servers.", no_args_is_help=True)
-tools_app = typer.Typer(help="Inspect the tools recorded from upstream servers.", no_args_is_help=True)
+servers_app = typer.Typer(help="Inspect, register and change upstream servers.", no_args_is_help=True)
+tools_app = typer.Typer(help="Inspect recorded tools; review and approve changed ones.", no_args_is_help=True)
 app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(audit_app, name="audit")
 app.command("stats")(stats_command)
+registry_commands(servers_app, tools_app)  # add/update/enable/disable/remove/health; tools diff/approve
 
 ConfigPath = Annotated[
     Path,

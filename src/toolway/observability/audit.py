@@ -27,10 +27,12 @@ from urllib.parse import parse_qs
 import orjson
 import structlog
 
+from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.config.model import Audit as AuditConfig
 from toolway.ingress.asgi import respond_json
 from toolway.observability.events import CallFinished, Events
 from toolway.registry.audit_store import AuditEntry, AuditStore, iso, parse_since
+from toolway.registry.events import ToolApproved, ToolQuarantined
 from toolway.registry.store import StoreError
 
 log = structlog.get_logger("toolway.audit")
@@ -113,6 +115,16 @@ class AuditLog:
     def install(self, events: Events) -> None:
         if self.enabled:
             events.subscribe(CallFinished, self._on_call)
+            events.subscribe(ToolQuarantined, self._on_pin_event)
+            events.subscribe(ToolApproved, self._on_pin_event)
+
+    def _on_pin_event(self, event: ToolQuarantined | ToolApproved) -> None:
+        """A pinned tool drifted, or an operator approved it: a row in the chain, like a call."""
+        if len(self._pending) >= self._max_queued:
+            self._dropped += 1
+            return
+        self._pending.append(_Pending(pin_entry(event), self._now(), None))
+        self._wake.set()
 
     def _on_call(self, event: CallFinished) -> None:
         if event.call.method not in AUDITED:
@@ -212,6 +224,30 @@ class AuditLog:
             await respond_json(send, 503, {"error": str(exc)})
             return
         await respond_json(send, 200, {"records": [row.to_json() for row in rows]})
+
+
+def pin_entry(event: ToolQuarantined | ToolApproved) -> AuditEntry:
+    """`registry/tool_quarantined` (outcome "quarantined", or "warned" under `pinning: warn`) or
+    `registry/tool_approved`; the changed fields are in `request_id` (the row has no other free field)."""
+    quarantined = isinstance(event, ToolQuarantined)
+    if isinstance(event, ToolQuarantined):
+        outcome, detail = ("quarantined" if event.enforced else "warned"), "changed: " + ",".join(event.fields)
+    else:
+        outcome, detail = "approved", "approved by an operator"
+    return AuditEntry(
+        at="",
+        principal=None,
+        method="registry/tool_quarantined" if quarantined else "registry/tool_approved",
+        server=event.server,
+        target=f"{event.server}{NAMESPACE_SEPARATOR}{event.tool}",
+        era="-",
+        transport="-",
+        outcome=outcome,
+        error_code=None,
+        request_id=detail[:128],
+        args_digest=None,
+        duration_us=0,
+    )
 
 
 def _dropped_entry(count: int, at: datetime) -> AuditEntry:

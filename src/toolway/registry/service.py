@@ -238,13 +238,16 @@ class Registry:
         self._events.emit(ServerRegistered(server.name, "api", replaced=False))
         return self.describe(server.name)
 
-    async def update(self, name: str, body: Any) -> dict[str, Any]:
-        """Replace an API-managed server's config; a connected one is drained and reconnected."""
+    async def update(self, name: str, body: Any, *, merge: bool = False) -> dict[str, Any]:
+        """Replace (or, with `merge`, change some fields of) an API-managed server's config;
+        a connected one is drained and reconnected with the new config."""
         if isinstance(body, dict) and body.get("name", name) != name:
             raise RegistryError(f"the body names {body.get('name')!r}, the path {name!r}", "name")
-        server = validate_server({**body, "name": name} if isinstance(body, dict) else body)
         async with self._lock:
             self._api_managed(name, "update")
+            if merge and isinstance(body, dict):
+                body = {**self.entries[name].config, **body}
+            server = validate_server({**body, "name": name} if isinstance(body, dict) else body)
             registration = Registration(name, "api", server.enabled, _dump(server))
             await self._save(registration)
             self.entries[name], self._configs[name] = registration, server
