@@ -91,6 +91,7 @@ class HealthMonitor:
         tracker = Tracker(conn.config.health, since=self._clock.now())
         self._trackers[conn.name] = tracker
         tracker.task = spawn(conn.name, conn)
+        self.connection_changed(conn)  # it may have connected (or failed) already
 
     def unwatch(self, name: str) -> None:
         tracker = self._trackers.pop(name, None)
