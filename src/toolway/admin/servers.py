@@ -67,7 +67,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/servers", "Register a server (connected at once)", "register", "server", "Server"),
     Route("GET", "/admin/servers/{name}", "One server: config, state, health, compatibility", "get", response="Server"),
     Route("PUT", "/admin/servers/{name}", "Replace an API-managed server's config", "update", "server", "Server"),
-    Route("PATCH", "/admin/servers/{name}", "Change some fields of an API-managed server", "patch", "partial", "Server"),
+    Route("PATCH", "/admin/servers/{name}", "Change fields of an API-managed server", "patch", "partial", "Server"),
     Route(
         "DELETE", "/admin/servers/{name}", "Deregister: drain calls in flight, then remove", "remove", None, "Removed"
     ),
