@@ -99,7 +99,7 @@ class RegistryRecords:
         self._store = store
 
     async def registrations(self) -> list[Registration]:
-        async with self._store.transaction("read the registrations") as conn:
+        async with self._store.transaction("read the registrations", write=False) as conn:
             rows = (await conn.execute(registrations.select().order_by(registrations.c.name))).mappings().all()
         return [Registration(r["name"], r["managed_by"], r["enabled"], r["config"]) for r in rows]
 
@@ -144,14 +144,14 @@ class RegistryRecords:
             .order_by(health_events.c.id.desc())
             .limit(limit)
         )
-        async with self._store.transaction(f"read the health history of {server!r}") as conn:
+        async with self._store.transaction(f"read the health history of {server!r}", write=False) as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [
             HealthEvent(r["server"], _aware(r["at"]), r["previous"], r["state"], r["reason"]) for r in reversed(rows)
         ]
 
     async def pins(self) -> list[Pin]:
-        async with self._store.transaction("read the pinned tool definitions") as conn:
+        async with self._store.transaction("read the pinned tool definitions", write=False) as conn:
             rows = (await conn.execute(tool_pins.select())).mappings().all()
         return [Pin(r["server"], r["name"], r["hash"], r["definition"], r["source"]) for r in rows]
 

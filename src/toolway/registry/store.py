@@ -185,7 +185,7 @@ class Store:
 
     async def list_servers(self) -> list[ServerRecord]:
         """All recorded servers sorted by name, each with its tools. Raises :class:`StoreError`."""
-        async with self._transaction("list servers") as conn:
+        async with self._transaction("list servers", write=False) as conn:
             rows = (await conn.execute(_servers.select().order_by(_servers.c.name))).mappings().all()
             tools = await self._select_tools(conn)
         by_server: dict[str, list[ToolRecord]] = {}
@@ -210,25 +210,25 @@ class Store:
 
     async def list_tools(self) -> list[ToolRecord]:
         """All recorded tools sorted by server, then name. Raises :class:`StoreError`."""
-        async with self._transaction("list tools") as conn:
+        async with self._transaction("list tools", write=False) as conn:
             return await self._select_tools(conn)
 
     async def ping(self) -> None:
         """A cheap round trip (`SELECT 1`) for readiness checks. Raises :class:`StoreError`."""
-        async with self._transaction("answer a ping") as conn:
+        async with self._transaction("answer a ping", write=False) as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def schema_revision(self) -> str | None:
         """The schema revision the store is at (see `toolway.registry.migrate`). Raises :class:`StoreError`."""
-        async with self._transaction("read the schema revision") as conn:
+        async with self._transaction("read the schema revision", write=False) as conn:
             return await conn.run_sync(migrate.current)
 
-    def transaction(self, action: str) -> AbstractAsyncContextManager[AsyncConnection]:
+    def transaction(self, action: str, *, write: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction for the registry's other tables (`registry/records.py`).
 
         ``action`` completes the error message: "cannot {action} in the store at URL: cause".
         """
-        return self._transaction(action)
+        return self._transaction(action, write=write)
 
     @property
     def now(self) -> Callable[[], datetime]:
@@ -245,10 +245,16 @@ class Store:
         return [ToolRecord(**row) for row in result.mappings().all()]
 
     @asynccontextmanager
-    async def _transaction(self, action: str) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, action: str, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        # A write transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE): one that
+        # read first and then wrote would fail at once ("database is locked") rather than wait
+        # its turn behind another writer (the audit writer, another worker).
         try:
-            async with self._engine.begin() as conn:
-                yield conn
+            async with self._engine.connect() as conn:
+                if write:
+                    conn = await conn.execution_options(toolway_write=True)
+                async with conn.begin():
+                    yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
