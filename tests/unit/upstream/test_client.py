@@ -315,7 +315,7 @@ async def test_connect_refuses_a_handshake_version_it_cannot_speak(version: Any)
     channel.responders["server/discover"] = fail(METHOD_NOT_FOUND)
     channel.responders["initialize"] = answer(init_result(version))
     client = UpstreamClient("up", channel)
-    with pytest.raises(UpstreamProtocolError, match="Toolway cannot speak"):
+    with pytest.raises(UpstreamProtocolError, match="Toolway cannot bridge"):
         await client.connect()
     assert channel.notified == []
     assert client.negotiated is None
