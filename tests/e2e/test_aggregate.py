@@ -20,6 +20,7 @@ FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
     "sample",
     "roots",
     "grow",
+    "redescribe",
     "touch",
     "subscriptions",
     "cancellations",

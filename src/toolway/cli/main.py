@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 the store cannot be opened, 2 bad usage or config.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from toolway.cli.stats import stats_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.registry import ServerRecord, Store, StoreError
+from toolway.registry.records import Registration, RegistryRecords
 
 EXIT_STORE = 1
 EXIT_USAGE = 2
@@ -95,13 +97,14 @@ def stdio_command(
 
 @servers_app.command("list")
 def servers_list(config: ConfigPath = Path("toolway.yaml"), as_json: JsonFlag = False) -> None:
-    """List configured servers and their last recorded state.
+    """List configured servers (and those registered through the admin API) and their last recorded state.
 
     Servers the store has never seen show the status "never connected".
     """
     gateway = _load(config)
     records = _recorded(gateway)
-    rows = [_server_row(server, records.get(server.name)) for server in gateway.servers]
+    servers = [*gateway.servers, *_registered(gateway)]
+    rows = [_server_row(server, records.get(server.name)) for server in servers]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -177,6 +180,28 @@ def _load(path: Path) -> GatewayConfig:
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def _registered(gateway: GatewayConfig) -> list[Any]:
+    """Servers registered through the admin API (stored), except those the file shadows."""
+    # Imported here: the registry service brings the connection stack, which listing does not need.
+    from toolway.registry.service import RegistryError, validate_server
+
+    async def read() -> list[Registration]:
+        async with await Store.open(gateway.store) as store:
+            return await RegistryRecords(store).registrations()
+
+    try:
+        rows = asyncio.run(read())
+    except StoreError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_STORE) from None
+    servers = []
+    for row in rows:
+        if row.managed_by == "api" and gateway.server(row.name) is None:
+            with contextlib.suppress(RegistryError):
+                servers.append(validate_server({**row.config, "enabled": row.enabled}))
+    return servers
 
 
 def _recorded(gateway: GatewayConfig) -> dict[str, ServerRecord]:
