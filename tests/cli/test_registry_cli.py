@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import socket
 from pathlib import Path
@@ -46,6 +47,11 @@ async def test_register_change_and_remove_from_the_command_line(tmp_path: Path) 
         assert "g" not in gw.gateway.manager.connections
         assert (await cli("servers", "enable", "g", *admin))[0] == 0
         await wait_for_state(gw.gateway, "g", State.READY)
+        config = tmp_path / "toolway.yaml"
+        config.write_text(f"store: {gw.config.store}\n")  # no servers in the file: both come from the API
+        await gw.gateway.registry_settled()
+        code, out = await cli("servers", "list", "--config", str(config), "--json")
+        assert code == 0 and {row["name"] for row in json.loads(out)} == {"g", "fromfile"}, out
         code, out = await cli("servers", "remove", "g", *admin)
         assert code == 0 and "removed g" in out
         assert "g" not in gw.gateway.registry.entries
