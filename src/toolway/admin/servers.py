@@ -19,8 +19,9 @@ import orjson
 
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond_json
 from toolway.registry.discovery import Discovery
+from toolway.registry.entries import Conflict, NotFound, RegistryError
 from toolway.registry.pinning import NothingToApprove
-from toolway.registry.service import Conflict, NotFound, Registry, RegistryError
+from toolway.registry.service import Registry
 from toolway.router.names import split
 
 MAX_BODY = 1024 * 1024

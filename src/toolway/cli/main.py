@@ -21,6 +21,7 @@ from toolway.cli.stats import stats_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.registry import ServerRecord, Store, StoreError
+from toolway.registry.entries import RegistryError, validate_server
 from toolway.registry.records import Registration, RegistryRecords
 
 EXIT_STORE = 1
@@ -184,8 +185,6 @@ def _load(path: Path) -> GatewayConfig:
 
 def _registered(gateway: GatewayConfig) -> list[Any]:
     """Servers registered through the admin API (stored), except those the file shadows."""
-    # Imported here: the registry service brings the connection stack, which listing does not need.
-    from toolway.registry.service import RegistryError, validate_server
 
     async def read() -> list[Registration]:
         async with await Store.open(gateway.store) as store:

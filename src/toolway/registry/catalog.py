@@ -145,3 +145,18 @@ def param_headers(header_map: dict[tuple[str, ...], str], arguments: Any) -> dic
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
         headers[f"Mcp-Param-{token}"] = encode_header_value(text)
     return headers
+
+
+def catalog_diff(old: ServerCatalog, new: ServerCatalog) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(added, removed, changed) items across every list, each as "method:key"."""
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    for method in LISTS:
+        key = _KEY_FIELD[method]
+        before = {item[key]: item for item in old.get(method) if isinstance(item.get(key), str)}
+        after = {item[key]: item for item in new.get(method) if isinstance(item.get(key), str)}
+        added += [f"{method}:{k}" for k in after if k not in before]
+        removed += [f"{method}:{k}" for k in before if k not in after]
+        changed += [f"{method}:{k}" for k in after if k in before and after[k] != before[k]]
+    return tuple(added), tuple(removed), tuple(changed)

@@ -19,13 +19,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from pydantic import TypeAdapter, ValidationError
 
 from toolway.clock import Clock
-from toolway.config.model import GatewayConfig, HttpServerConfig, ServerConfig, StdioServerConfig
+from toolway.config.model import GatewayConfig
 from toolway.observability.events import Events
-from toolway.registry.catalog import EMPTY, LISTS, ServerCatalog
+from toolway.registry.catalog import EMPTY, ServerCatalog, catalog_diff
 from toolway.registry.compat import compatibility
+from toolway.registry.entries import (
+    AnyServer,
+    Conflict,
+    NotFound,
+    RegistryError,
+    Unavailable,
+    dump,
+    redact,
+    validate_server,
+)
 from toolway.registry.events import CatalogChanged, ServerEnabled, ServerRegistered, ServerRemoved
 from toolway.registry.health import HealthMonitor
 from toolway.registry.pinning import Pinning
@@ -36,53 +45,7 @@ from toolway.sessions.upstream import State, UpstreamConnection
 
 log = structlog.get_logger("toolway.registry")
 
-AnyServer = StdioServerConfig | HttpServerConfig
-SERVER: TypeAdapter[AnyServer] = TypeAdapter(ServerConfig)
-REDACTED = "<redacted>"
-_KEY_FIELD = {
-    "tools/list": "name",
-    "prompts/list": "name",
-    "resources/list": "uri",
-    "resources/templates/list": "uriTemplate",
-}
-
-
-class RegistryError(Exception):
-    """A registry operation refused; `status` is its HTTP status, `field` the offending field."""
-
-    status = 400
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class NotFound(RegistryError):
-    status = 404
-
-
-class Conflict(RegistryError):
-    status = 409
-
-
-class Unavailable(RegistryError):
-    status = 503
-
-
-def validate_server(body: Any) -> AnyServer:
-    """A server config entry from JSON. Raises `RegistryError` naming the first bad field."""
-    if not isinstance(body, dict):
-        raise RegistryError("the body must be a JSON object describing one server")
-    try:
-        return SERVER.validate_python(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = [str(part) for part in error["loc"]]
-        if loc and loc[0] in ("stdio", "streamable-http", "sse", "websocket", "auto"):
-            loc = loc[1:]  # the union's tag, not a field
-        field = ".".join(loc) or None
-        raise RegistryError(f"{field or 'server'}: {error['msg']}", field) from None
+WRITE_WAIT_SECONDS = 10.0  # at shutdown, for pins and health transitions still queued
 
 
 class Registry:
@@ -115,6 +78,7 @@ class Registry:
         self._store: Store | None = None
         self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._group: asyncio.TaskGroup | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one change at a time
         self._owned: set[asyncio.Task[None]] = set()
         self.pinning = Pinning(events, self._queue_pins, self._listing_changed)
@@ -148,7 +112,7 @@ class Registry:
             if server.enabled:
                 self._restore.append(server)
         for server in self._config.servers:
-            registration = Registration(server.name, "file", server.enabled, _dump(server))
+            registration = Registration(server.name, "file", server.enabled, dump(server))
             self.entries[server.name], self._configs[server.name] = registration, server
             await self._records.save_registration(registration)
         self.pinning.load(await self._records.pins())
@@ -161,7 +125,7 @@ class Registry:
         """Start watching the manager's connections (after it started) and connect restored servers."""
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
-        self._spawn(self._write_loop(), "registry-writer")
+        self._writer = self._spawn(self._write_loop(), "registry-writer")
         for conn in list(self._manager.connections.values()):
             self._watch(conn)
         for server in self._restore:
@@ -172,8 +136,17 @@ class Registry:
     async def __aexit__(self, *exc_info: object) -> None:
         group, self._group = self._group, None
         if group is not None:
+            writer = self._writer
             for task in list(self._owned):
-                task.cancel()
+                if task is not writer:
+                    task.cancel()
+            # The writer finishes what is queued (each job ends: store errors are logged), so
+            # it is never cancelled halfway through a write; bounded, in case the store hangs.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WRITE_WAIT_SECONDS):
+                    await self._writes.join()
+            if writer is not None:
+                writer.cancel()
             await group.__aexit__(None, None, None)
         await self.flush()
 
@@ -230,7 +203,7 @@ class Registry:
         async with self._lock:
             if server.name in self.entries:
                 raise Conflict(f"a server named {server.name!r} is already registered", "name")
-            registration = Registration(server.name, "api", server.enabled, _dump(server))
+            registration = Registration(server.name, "api", server.enabled, dump(server))
             await self._save(registration)
             self.entries[server.name], self._configs[server.name] = registration, server
             if server.enabled:
@@ -248,7 +221,7 @@ class Registry:
             if merge and isinstance(body, dict):
                 body = {**self.entries[name].config, **body}
             server = validate_server({**body, "name": name} if isinstance(body, dict) else body)
-            registration = Registration(name, "api", server.enabled, _dump(server))
+            registration = Registration(name, "api", server.enabled, dump(server))
             await self._save(registration)
             self.entries[name], self._configs[name] = registration, server
             if name in self._manager.connections:
@@ -435,31 +408,3 @@ class Registry:
             await job()
         except StoreError as exc:
             log.error("could not write registry state", error=str(exc))
-
-
-def catalog_diff(old: ServerCatalog, new: ServerCatalog) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(added, removed, changed) items across every list, each as "method:key"."""
-    added: list[str] = []
-    removed: list[str] = []
-    changed: list[str] = []
-    for method in LISTS:
-        key = _KEY_FIELD[method]
-        before = {item[key]: item for item in old.get(method) if isinstance(item.get(key), str)}
-        after = {item[key]: item for item in new.get(method) if isinstance(item.get(key), str)}
-        added += [f"{method}:{k}" for k in after if k not in before]
-        removed += [f"{method}:{k}" for k in before if k not in after]
-        changed += [f"{method}:{k}" for k in after if k in before and after[k] != before[k]]
-    return tuple(added), tuple(removed), tuple(changed)
-
-
-def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """A config entry without secrets: header and environment values are hidden."""
-    shown = dict(config)
-    for key in ("headers", "env"):
-        if isinstance(shown.get(key), dict):
-            shown[key] = dict.fromkeys(shown[key], REDACTED)
-    return shown
-
-
-def _dump(server: AnyServer) -> dict[str, Any]:
-    return server.model_dump(mode="json", exclude_defaults=True) | {"transport": server.transport}
