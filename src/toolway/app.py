@@ -23,6 +23,7 @@ import structlog
 import uvicorn
 
 from toolway.admin.app import AdminApp
+from toolway.admin.traffic import TrafficAdmin
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig
 from toolway.ingress.connection import MessageConnection
@@ -39,8 +40,11 @@ from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
 from toolway.registry.recorder import RegistryRecorder
 from toolway.registry.store import Store, StoreError
+from toolway.router.affinity import Affinity
 from toolway.router.cursors import CursorCodec
+from toolway.router.dispatch import Dispatcher
 from toolway.router.router import Router
+from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
@@ -66,9 +70,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or MonotonicClock()
-        self.manager = ConnectionManager(config, clock=self.clock)
-        self.hub = Hub()
         self.events = Events()
+        self.manager = ConnectionManager(config, clock=self.clock, events=self.events)
+        self.hub = Hub()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
@@ -80,6 +84,9 @@ class Gateway:
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
             events=self.events,
+            dispatcher=Dispatcher(
+                Traffic(self.events), Affinity(config.limits.max_sessions), events=self.events, clock=self.clock
+            ),
         )
         self.sessions = SessionTable(
             self.clock,
@@ -123,6 +130,7 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
+        self.admin_app.traffic = TrafficAdmin(self.manager, self.router.dispatcher)
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -160,6 +168,7 @@ class Gateway:
 
     def _session_ended(self, session: DownstreamSession) -> None:
         released = self.hub.remove(session.id)
+        self.router.dispatcher.forget_session(session.id)  # its replica pins (router/affinity.py)
         if self.layer.closing.is_set():
             return  # Shutting down: the upstream sessions end anyway.
         for uri in released:

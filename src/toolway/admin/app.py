@@ -7,6 +7,8 @@
 - `/metrics`: Prometheus exposition (OpenMetrics when the scraper asks for it).
 - `/admin/stats`: per-server and per-tool calls, errors and latency over a recent window.
 - `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
+- `/admin/traffic`, `/admin/kill`, `/admin/servers/<name>/weights|replicas/<id>/drain`:
+  traffic control (admin/traffic.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from toolway.admin.traffic import TrafficAdmin
 from toolway.ingress.asgi import respond, respond_json
 from toolway.observability.audit import AuditLog
 from toolway.observability.metrics import Metrics
@@ -28,6 +31,7 @@ STORE_CHECK_SECONDS = 2.0
 
 class AdminApp:
     audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
+    traffic: TrafficAdmin | None = None  # set by the composition root: serves traffic control
 
     def __init__(
         self,
@@ -63,6 +67,8 @@ class AdminApp:
             await respond_json(send, 200, self._stats.snapshot())
         elif path == "/admin/audit" and self.audit is not None:
             await self.audit.serve_admin(scope, send)
+        elif self.traffic is not None and self.traffic.handles(path):
+            await self.traffic(scope, receive, send)
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
 

@@ -18,6 +18,7 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+KILLED: Final = -32010  # an operator's kill switch turned the server or tool off (docs/routing.md)
 
 
 class ToolwayError(Exception):
@@ -86,31 +87,91 @@ class SessionNotFound(ToolwayError):
     http_status = 404
 
 
-class UpstreamError(ToolwayError):
-    """Something went wrong talking to one upstream server; the message names it."""
+class SessionGone(SessionNotFound):
+    """The upstream replica holding this session's state is gone: the session ends (HTTP 404),
+    and the client starts a new one (Streamable HTTP transport, 2025-11-25: session management)."""
 
-    def __init__(self, server: str, cause: str, *, data: Any = None) -> None:
+
+class UpstreamError(ToolwayError):
+    """Something went wrong talking to one upstream server; the message names it.
+
+    `kind` is the stable cause (`data.cause` on the wire). `delivered` is False only when
+    the request provably never reached the server. `retryable` tells the client whether
+    sending the same request again is safe and may succeed (`data.retryable`); the router
+    sets it per call, since it depends on the tool's annotations.
+    """
+
+    kind = "upstream"
+    delivered_by_default = True
+
+    def __init__(
+        self, server: str, cause: str, *, data: Any = None, delivered: bool | None = None, retryable: bool = False
+    ) -> None:
         super().__init__(f"server {server!r}: {cause}", data={**(data or {}), "server": server})
         self.server = server
         self.cause = cause
+        self.delivered = self.delivered_by_default if delivered is None else delivered
+        self.retryable = retryable or not self.delivered
 
 
 class UpstreamUnavailable(UpstreamError):
-    """The server cannot be reached, or its process or connection died."""
+    """The server cannot be reached, or its process or connection died; the request was not sent."""
 
     code = UPSTREAM_UNAVAILABLE
+    kind = "unavailable"
+    delivered_by_default = False
+
+
+class UpstreamRefused(UpstreamUnavailable):
+    """The connection was refused (or the process was gone) before the request was written."""
+
+    kind = "refused"
+
+
+class UpstreamConnectionLost(UpstreamUnavailable):
+    """The connection broke while the request was out: the server may have run it."""
+
+    kind = "reset"
+    delivered_by_default = True
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Every replica that could take the call has its circuit breaker open."""
+
+    kind = "breaker_open"
+
+
+class NoHealthyReplica(UpstreamUnavailable):
+    """No replica of the server is connected, undrained and not ejected."""
+
+    kind = "no_healthy_replica"
+
+
+class Killed(UpstreamError):
+    """An operator's kill switch turned this server or tool off (reversible, at run time)."""
+
+    code = KILLED
+    kind = "killed"
 
 
 class UpstreamTimeout(UpstreamError):
     """The server did not answer within the call's deadline."""
 
     code = REQUEST_TIMEOUT
+    kind = "timeout"
 
 
 class UpstreamProtocolError(UpstreamError):
     """The server answered with something that is not valid MCP."""
 
     code = INTERNAL_ERROR
+    kind = "protocol"
+
+
+class UpstreamHttpStatus(UpstreamProtocolError):
+    """The server answered HTTP with a status and body that carry no JSON-RPC message."""
+
+    kind = "http_status"
 
 
 class UpstreamRpcError(Exception):
@@ -147,6 +208,9 @@ def to_error(exc: BaseException) -> dict[str, Any]:
     Anything that is not a Toolway error is an internal fault: its details stay
     in the log, never on the wire.
     """
+    if isinstance(exc, UpstreamError):
+        data = {**exc.data, "cause": exc.kind, "retryable": exc.retryable}
+        return {"code": exc.code, "message": exc.message, "data": data}
     if isinstance(exc, ToolwayError):
         error: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.data is not None:

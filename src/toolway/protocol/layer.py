@@ -27,6 +27,7 @@ from toolway.protocol.errors import (
     HeaderMismatch,
     InvalidParams,
     InvalidRequest,
+    SessionGone,
     SessionNotFound,
     SessionRequired,
     ToolwayError,
@@ -192,6 +193,7 @@ class ProtocolLayer:
             sink=sink,
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
+            headers=inbound.headers,
             client=inbound.client,
         )
         try:
@@ -287,6 +289,13 @@ class ProtocolLayer:
             result = await self._session_request(session, inbound, stream)
         except asyncio.CancelledError:
             raise
+        except SessionGone as exc:
+            # The upstream state this session relied on is lost (docs/routing.md, affinity):
+            # end the session, and the 404 tells the client to start a new one.
+            session.inflight.pop(msg.id, None)
+            self._sessions.end(session.id, inbound.path)
+            _fail(stream, msg.id, _error(exc), exc.http_status)
+            return
         except Exception as exc:
             # Inside a live session every error travels as JSON-RPC with HTTP 200:
             # a 404 here would tell the client its session is gone.
@@ -326,6 +335,7 @@ class ProtocolLayer:
             sink=sink,
             log_level=session.log_level or "debug",
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
+            headers=inbound.headers,
             subscriber=session.id,
             client=inbound.client,
         )

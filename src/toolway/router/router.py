@@ -16,12 +16,16 @@ from toolway.observability.tracing import upstream_span
 from toolway.pipeline.context import Call
 from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable, to_error
 from toolway.registry.catalog import LISTS, param_headers
+from toolway.router.affinity import Affinity
 from toolway.router.cursors import CursorCodec
+from toolway.router.dispatch import Dispatcher
 from toolway.router.names import split
+from toolway.router.traffic import Traffic
 from toolway.router.view import View, build_view
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
@@ -39,9 +43,12 @@ class Router:
         page_size: int,
         cursors: CursorCodec,
         events: Events | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self._manager = manager
         self._events = events
+        # Picks the replica, retries where safe, applies kill switches and affinity (dispatch.py).
+        self.dispatcher = dispatcher or Dispatcher(Traffic(events), Affinity(10_000), events=events)
         self._hub = hub
         self._page_size = page_size
         self._cursors = cursors
@@ -180,7 +187,7 @@ class Router:
                 headers = param_headers(header_map, params.get("arguments"))
         return await self._forward(conn, call, call.params, headers)
 
-    async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[UpstreamConnection, str]:
+    async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[ServerPool, str]:
         qualified = (call.params or {}).get("name")
         if not isinstance(qualified, str):
             raise InvalidParams(f"{call.method} needs a string 'name'")
@@ -197,7 +204,7 @@ class Router:
 
     async def _forward(
         self,
-        conn: UpstreamConnection,
+        conn: ServerPool,
         call: Call,
         params: dict[str, Any] | None,
         headers: dict[str, str] | None = None,
@@ -209,15 +216,8 @@ class Router:
         start = time.perf_counter()
         outcome, code = "ok", None
         try:
-            result = await conn.call(
-                call.method,
-                params,
-                client_capabilities=call.client_capabilities,
-                client_info=call.client_info,
-                headers=headers,
-                sink=call.sink,
-                log_level=call.log_level,
-            )
+            tool = params.get("name") if call.method == "tools/call" and params is not None else None
+            result = await self.dispatcher.call(conn, call, params, headers, tool if isinstance(tool, str) else None)
             if conn.config.log_payloads:  # for the access log, on servers that opted in
                 call.annotations["result"] = result
             return result
@@ -234,7 +234,7 @@ class Router:
                     UpstreamCallFinished(conn.name, call.method, call.target, call.request_id, outcome, code, elapsed)
                 )
 
-    def _connection(self, name: str) -> UpstreamConnection:
+    def _connection(self, name: str) -> ServerPool:
         conn = self._manager.get(name)
         if conn is None:
             raise UpstreamUnavailable(name, "no such server is configured and enabled")

@@ -12,7 +12,7 @@ from typing import Any
 
 from toolway.registry.catalog import LISTS
 from toolway.router.names import qualify
-from toolway.sessions.upstream import UpstreamConnection
+from toolway.sessions.pool import ServerPool
 
 _NAMESPACED = ("tools/list", "prompts/list")
 
@@ -37,7 +37,7 @@ class View:
         return next((server for _, server, t in self.templates if t == template), None)
 
 
-def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
+def build_view(generation: int, connections: list[ServerPool]) -> View:
     """Merge catalogs in config order; on a URI collision the first server wins."""
     lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
     owners: dict[str, str] = {}

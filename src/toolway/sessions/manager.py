@@ -1,4 +1,4 @@
-"""The connection manager: every upstream server's connection, owned by one task group."""
+"""The connection manager: every upstream server's pool of replica connections, owned by one task group."""
 
 from __future__ import annotations
 
@@ -11,31 +11,41 @@ from typing import Any
 import aiohttp
 
 from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.config.model import GatewayConfig, HttpServerConfig, StdioServerConfig
+from toolway.observability.events import Events
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
 from toolway.upstream.http import new_client_session
 
-Listener = Callable[[UpstreamConnection], None]
-NotificationListener = Callable[[UpstreamConnection, dict[str, Any]], None]
+Listener = Callable[[ServerPool], None]
+NotificationListener = Callable[[ServerPool, dict[str, Any]], None]
 
 
 class ConnectionManager:
-    """Owns the pooled HTTP client, one `UpstreamConnection` per enabled server, and their tasks.
+    """Owns the pooled HTTP client, one `ServerPool` per enabled server, and their tasks.
 
+    Every replica of every pool has its own supervisor task (connect, keep, reconnect),
+    started with the manager, so pools are warm before the first call.
     `generation` increases whenever any server's state or catalog changes, so views
     built from the catalogs know when to rebuild.
     """
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None, events: Events | None = None) -> None:
         self._config = config
         self._clock = clock or MonotonicClock()
+        self._events = events
         self._http: aiohttp.ClientSession | None = None
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
         self._notification_listeners: list[NotificationListener] = []
-        self.connections: dict[str, UpstreamConnection] = {}
+        self.pools: dict[str, ServerPool] = {}
         self.generation = 0
+
+    @property
+    def connections(self) -> dict[str, ServerPool]:
+        """The servers by name (each a pool); the name components used before pools existed."""
+        return self.pools
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on every change; returns the function that unsubscribes it."""
@@ -46,29 +56,35 @@ class ConnectionManager:
         """Call `listener` with every session-level notification a server sends."""
         self._notification_listeners.append(listener)
 
-    def get(self, name: str) -> UpstreamConnection | None:
-        return self.connections.get(name)
+    def get(self, name: str) -> ServerPool | None:
+        return self.pools.get(name)
 
-    def ready(self) -> list[UpstreamConnection]:
-        """Connected servers, in config order (which decides name collisions)."""
-        return [c for c in self.connections.values() if c.state is State.READY]
+    def ready(self) -> list[ServerPool]:
+        """Servers with a connected replica, in config order (which decides name collisions)."""
+        return [p for p in self.pools.values() if p.state is State.READY]
 
     async def __aenter__(self) -> ConnectionManager:
         self._http = new_client_session()
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         for server in self._config.servers:
-            if not server.enabled:
-                continue
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
-            self.connections[server.name] = conn
-            task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
-            self._supervisors.append(task)
+            if server.enabled:
+                self._start(server)
         return self
+
+    def _start(self, server: StdioServerConfig | HttpServerConfig) -> ServerPool:
+        """Build a server's pool and start one supervisor per replica (warm: they connect now)."""
+        assert self._http is not None and self._group is not None
+        pool = ServerPool(server, self._http, self._clock, self._changed, self._notified, self._events)
+        self.pools[server.name] = pool
+        for replica in pool.replicas:
+            name = f"supervise-{server.name}-{replica.id}"
+            self._supervisors.append(self._group.create_task(replica.conn.supervise(self.spawn), name=name))
+        return pool
 
     async def wait_settled(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline API
         """Wait (bounded) until every server's first connect attempt has finished."""
-        waits = [c._settled.wait() for c in self.connections.values()]
+        waits = [c._settled.wait() for pool in self.pools.values() for c in pool.connections()]
         if waits:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -93,11 +109,11 @@ class ConnectionManager:
         if self._http is not None:
             await self._http.close()
 
-    def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
+    def _notified(self, pool: ServerPool, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:
-            listener(conn, msg)
+            listener(pool, msg)
 
-    def _changed(self, conn: UpstreamConnection) -> None:
+    def _changed(self, pool: ServerPool) -> None:
         self.generation += 1
         for listener in self._listeners:
-            listener(conn)
+            listener(pool)

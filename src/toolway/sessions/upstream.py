@@ -21,13 +21,16 @@ from toolway.clock import Clock
 from toolway.config.model import HttpServerConfig, StdioServerConfig
 from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
+    UpstreamConnectionLost,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRefused,
     UpstreamRpcError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
+from toolway.sessions.deadline import WatchedSink
 from toolway.sessions.listening import listen_once
 from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
 from toolway.upstream.client import Negotiated, UpstreamClient
@@ -140,21 +143,40 @@ class UpstreamConnection:
         headers: dict[str, str] | None = None,
         sink: Sink | None = None,
         log_level: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - what is left of the caller's budget
     ) -> dict[str, Any]:
         """Call the server within its deadline. `sink` carries what the server sends meanwhile.
 
+        The deadline is `timeout` (else `timeouts.call`), with the first-byte phase and
+        renewal by progress of `timeouts` (see `sessions/deadline.py`).
+
         Raises:
-            UpstreamUnavailable: the server is down, or went down during the call.
-            UpstreamTimeout: no answer within `timeouts.call`.
+            UpstreamUnavailable: the server is down (the request was not sent);
+                `UpstreamRefused` when the connection was refused, `UpstreamConnectionLost`
+                when it broke while the request was out.
+            UpstreamTimeout: no answer within the deadline.
             UpstreamProtocolError: the server's answer is not MCP.
             UpstreamRpcError: the server answered with a JSON-RPC error.
         """
         client = await self._ready_client()
         msg_id = client.next_id()
-        timeout = self.config.timeouts.call
+        limits = self.config.timeouts
+        total = limits.call if timeout is None else timeout
+        loop_start = asyncio.get_running_loop().time()
+        first = WatchedSink.first_deadline(loop_start, total, limits.first_byte)
         self.inflight += 1
+        watched: WatchedSink | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(first) as deadline:
+                if sink is not None and (limits.first_byte is not None or limits.progress_max is not None):
+                    watched = WatchedSink(
+                        sink,
+                        deadline,
+                        started=loop_start,
+                        total=total,
+                        first_byte=limits.first_byte,
+                        progress_max=limits.progress_max,
+                    )
                 return await client.request(
                     method,
                     params,
@@ -162,7 +184,7 @@ class UpstreamConnection:
                     client_info=client_info,
                     headers=headers,
                     msg_id=msg_id,
-                    sink=sink,
+                    sink=watched or sink,
                     log_level=log_level,
                 )
         except asyncio.CancelledError:
@@ -172,14 +194,21 @@ class UpstreamConnection:
             raise
         except TimeoutError:
             if self._spawn is not None:
-                self._spawn(_quietly(lambda: client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
-            raise UpstreamTimeout(self.name, f"no answer to {method} within {timeout:g}s") from None
+                reason = f"the gateway's {total:.3g}s deadline passed"
+                self._spawn(_quietly(lambda: client.cancel(msg_id, reason)))
+            if watched is not None and not watched.heard:
+                phase = f"no first answer to {method} within {limits.first_byte:g}s (timeouts.first_byte)"
+                raise UpstreamTimeout(self.name, phase) from None
+            renewed = " (renewed by progress)" if limits.progress_max is not None else ""
+            raise UpstreamTimeout(self.name, f"no answer to {method} within {total:.3g}s{renewed}") from None
         except SessionExpired:
             self._mark_lost(client, "the server ended our session")
             raise UpstreamUnavailable(self.name, "the server ended our session; reconnecting") from None
         except ChannelClosed as exc:
             self._mark_lost(client, str(exc))
-            raise UpstreamUnavailable(self.name, str(exc)) from None
+            if exc.delivered:
+                raise UpstreamConnectionLost(self.name, str(exc)) from None
+            raise UpstreamRefused(self.name, str(exc)) from None
         finally:
             self.inflight -= 1
 

@@ -9,7 +9,15 @@ OnMessage = Callable[[dict[str, Any]], None]
 
 
 class ChannelClosed(Exception):
-    """The transport is gone (process exited, connection refused or lost)."""
+    """The transport is gone (process exited, connection refused or lost).
+
+    `delivered` is False only when the request provably never left the gateway
+    (connection refused, nothing written): only then may any call be retried elsewhere.
+    """
+
+    def __init__(self, message: str, *, delivered: bool = True) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class SessionExpired(Exception):

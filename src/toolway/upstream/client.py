@@ -23,7 +23,13 @@ from typing import Any
 
 from toolway import __version__
 from toolway.pipeline.context import Sink
-from toolway.protocol.errors import ToolwayError, UpstreamProtocolError, UpstreamRpcError, to_error
+from toolway.protocol.errors import (
+    ToolwayError,
+    UpstreamHttpStatus,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+    to_error,
+)
 from toolway.protocol.logging_levels import admits
 from toolway.protocol.modern import encode_header_value
 from toolway.protocol.versions import (
@@ -360,7 +366,7 @@ class UpstreamClient:
         try:
             answer = await self.channel.roundtrip(message, headers, on_message)
         except UpstreamHttpError as exc:
-            raise UpstreamProtocolError(self.server, str(exc)) from None
+            raise UpstreamHttpStatus(self.server, str(exc)) from None
         if "error" in answer:
             error = answer["error"]
             if not (

@@ -110,7 +110,8 @@ class HttpChannel:
                 want_id = message.get("id") if "method" in message else None  # None: nothing to wait for
                 return await self._read(resp, want_id, "Mcp-Session-Id" in all_headers, on_message)
         except aiohttp.ClientConnectorError as exc:
-            raise ChannelClosed(f"cannot connect to {self._url}: {exc.os_error or exc}") from None
+            # Refused before a byte of the request was written: provably not delivered.
+            raise ChannelClosed(f"cannot connect to {self._url}: {exc.os_error or exc}", delivered=False) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ChannelClosed(f"connection to {self._url} lost: {exc}") from None
         except aiohttp.ClientError as exc:
