@@ -13,18 +13,22 @@ from toolway.testing import RunningGateway, RunningHttpUpstream
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MODES = ["legacy", "2026-07-28", "auto"]
-FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
-    "progress",
-    "log",
-    "ask",
-    "sample",
-    "roots",
-    "grow",
-    "touch",
-    "subscriptions",
-    "cancellations",
-    "visit",
-}
+FIXTURE_TOOLS = (
+    {"echo", "add", "whoami", "slow", "fail", "crash"}
+    | {
+        "progress",
+        "log",
+        "ask",
+        "sample",
+        "roots",
+        "grow",
+        "touch",
+        "subscriptions",
+        "cancellations",
+        "visit",
+    }
+    | {"replica", "record", "journal"}
+)
 
 
 def _dump(result: Any) -> dict[str, Any]:

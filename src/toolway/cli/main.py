@@ -16,6 +16,7 @@ import typer
 
 from toolway.cli.audit import audit_app
 from toolway.cli.stats import stats_command
+from toolway.cli.traffic import drain_command, kill_command, revive_command, traffic_command, weight_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.registry import ServerRecord, Store, StoreError
@@ -39,6 +40,11 @@ app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(audit_app, name="audit")
 app.command("stats")(stats_command)
+app.command("kill")(kill_command)  # traffic control through the admin API (cli/traffic.py)
+app.command("revive")(revive_command)
+app.command("traffic")(traffic_command)
+servers_app.command("weight")(weight_command)
+servers_app.command("drain")(drain_command)
 
 ConfigPath = Annotated[
     Path,
