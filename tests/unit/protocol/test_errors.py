@@ -10,11 +10,11 @@ from toolway.protocol import errors
 from toolway.protocol.errors import (
     CircuitOpen,
     HeaderMismatch,
-    Killed,
-    NoHealthyReplica,
     InvalidParams,
     InvalidRequest,
+    Killed,
     MethodNotFound,
+    NoHealthyReplica,
     ParseError,
     SessionNotFound,
     SessionRequired,
