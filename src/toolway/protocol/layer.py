@@ -293,8 +293,8 @@ class ProtocolLayer:
             # The upstream state this session relied on is lost (docs/routing.md, affinity):
             # end the session, and the 404 tells the client to start a new one.
             session.inflight.pop(msg.id, None)
+            _fail(stream, msg.id, _error(exc), exc.http_status)  # before the session's streams close
             self._sessions.end(session.id, inbound.path)
-            _fail(stream, msg.id, _error(exc), exc.http_status)
             return
         except Exception as exc:
             # Inside a live session every error travels as JSON-RPC with HTTP 200:

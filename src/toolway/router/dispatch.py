@@ -39,6 +39,9 @@ from toolway.sessions.upstream import State
 # Failures that say something about the replica (breaker, outlier detection). A replica
 # that is down or refuses connections is already out of rotation through its state.
 _REPLICA_FAULTS = frozenset({"reset", "timeout", "protocol", "http_status"})
+# A retry needs at least this share of the call's deadline left, or it could only time out
+# (and count a failure against a healthy replica).
+_MIN_ATTEMPT_SHARE = 0.05
 
 
 class _Plan:
@@ -134,8 +137,8 @@ class Dispatcher:
                 if not plan.retry.should_retry(exc, safe, attempt):
                     raise
                 delay = plan.retry.backoff(attempt)
-                if self._clock.now() - started + delay >= budget:
-                    raise
+                if budget - (self._clock.now() - started) - delay < budget * _MIN_ATTEMPT_SHARE:
+                    raise  # the per-call budget is spent
                 if self._events is not None:
                     self._events.emit(
                         RetryScheduled(
