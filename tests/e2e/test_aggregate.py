@@ -27,7 +27,7 @@ FIXTURE_TOOLS = (
         "cancellations",
         "visit",
     }
-    | {"replica", "record", "journal"}
+    | {"replica", "record", "journal", "pid"}
 )
 
 

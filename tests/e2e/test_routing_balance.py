@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import pytest_asyncio
 
-from toolway.testing import RunningGateway, RunningHttpUpstream, http_upstream, running_gateway
-from toolway.testing.wire import call_tool, text_of
+from toolway.testing import (
+    RunningGateway,
+    RunningHttpUpstream,
+    http_upstream,
+    running_gateway,
+    stdio_upstream_command,
+)
+from toolway.testing.wire import call_tool, modern_request, text_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -229,3 +236,30 @@ async def test_bad_weights_are_refused_with_the_reason(gateway: RunningGateway) 
     assert code == 2 and "over 100" in err
     code, _, err = await toolway_cli("servers", "weight", "canary", "v2=ten", "--admin-url", gateway.admin_url)
     assert code == 2 and "VERSION=PERCENT" in err
+
+
+async def test_stdio_replicas_are_one_server_of_several_processes(tmp_path: Path) -> None:
+    server = {
+        "name": "loc",
+        "transport": "stdio",
+        "command": stdio_upstream_command("loc"),
+        "replicas": 3,
+        "balance": {"strategy": "round_robin"},
+    }
+    async with running_gateway(servers=[server], store_dir=tmp_path) as gw, aiohttp.ClientSession() as http:
+        pool = gw.gateway.manager.get("loc")
+        assert pool is not None
+        pids = {str(r.conn.pid()) for r in pool.replicas}
+        assert len(pids) == 3
+        seen = Counter([text_of(await call_tool(http, gw.url, "loc__pid", {}, msg_id=n)) for n in range(30)])
+        assert seen == dict.fromkeys(pids, 10)
+        # The catalog is the server's, once: one `loc__pid`, not three.
+        answer = await list_tools(http, gw.url)
+        assert [t["name"] for t in answer].count("loc__pid") == 1
+
+
+async def list_tools(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    body, headers = modern_request("tools/list", {})
+    async with http.post(url, data=orjson.dumps(body), headers=headers) as resp:
+        tools: list[dict[str, Any]] = (await resp.json())["result"]["tools"]
+        return tools

@@ -120,6 +120,9 @@ async def test_a_replica_killed_mid_load_fails_no_safe_call_and_runs_nothing_twi
                 assert data["cause"] in ("reset", "timeout") and data["retryable"] is False, answers[i]
         served = Counter(text_of(answers[i]) for i in range(0, total, 2))
         assert served["r1"] > 0 and served["r0"] > 0 and served["r2"] > 0  # the dead one had its share first
+        state = await admin_json(http, gw, "/admin/traffic")
+        health = {r["id"]: r["health"] for r in state["servers"]["calc"]["replicas"]}
+        assert health["r1"] in ("down", "connecting") and health["r0"] == health["r2"] == "healthy"
 
 
 async def test_a_call_that_never_reached_a_dead_replica_is_retried_elsewhere_once(tmp_path: Path) -> None:
@@ -241,6 +244,12 @@ async def test_breaker_opens_then_half_opens_then_closes_on_the_injected_clock(t
             answers = [await call_tool(http, gw.url, "calc__replica", {}, n) for n in range(9)]
             assert Counter(text_of(a) for a in answers) == {"r0": 3, "r1": 3, "r2": 3}
             assert moves == [("r2", "closed", "open"), ("r2", "open", "half_open"), ("r2", "half_open", "closed")]
+            assert gw.admin_url is not None
+            async with http.get(gw.admin_url + "/metrics") as resp:
+                scrape = await resp.text()
+            for state in ("open", "half_open", "closed"):
+                assert f'toolway_breaker_transitions_total{{replica="r2",server="calc",state="{state}"}} 1.0' in scrape
+            assert 'toolway_replica_health{health="healthy",replica="r2",server="calc"} 1.0' in scrape
 
 
 async def admin_json(http: aiohttp.ClientSession, gw: RunningGateway, path: str) -> dict[str, Any]:

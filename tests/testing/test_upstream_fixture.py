@@ -37,7 +37,7 @@ BASE_TOOLS = (
         "cancellations",
         "visit",
     }
-    | {"replica", "record", "journal"}
+    | {"replica", "record", "journal", "pid"}
 )
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "servers"
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]

@@ -5,6 +5,7 @@
 - `record(key, delay=0)`: appends `key` to this upstream's journal, then waits `delay`
   seconds and returns the name. Not idempotent: a gateway must never run it twice.
 - `journal()`: the keys recorded so far, one a line.
+- `pid()`: this process's id (tells apart stdio replicas, which share a name).
 
 With `--journal PATH` the journal is also appended to that file (one `write` per key,
 with O_APPEND), so it survives the process being killed.
@@ -23,7 +24,7 @@ NOT_IDEMPOTENT = ToolAnnotations(read_only_hint=False, destructive_hint=False, i
 
 
 def add_routing_tools(server: MCPServer, name: str, journal_path: str | None = None) -> None:
-    """Register `replica`, `record` and `journal` on `server`."""
+    """Register `replica`, `record`, `journal` and `pid` on `server`."""
     keys: list[str] = []
     fd = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if journal_path else None
 
@@ -47,3 +48,7 @@ def add_routing_tools(server: MCPServer, name: str, journal_path: str | None = N
     @server.tool(description="The keys `record` has journaled, one a line.", annotations=READ_ONLY)
     def journal() -> str:
         return "\n".join(keys)
+
+    @server.tool(description="This upstream process's id.", annotations=READ_ONLY)
+    def pid() -> str:
+        return str(os.getpid())

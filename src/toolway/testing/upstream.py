@@ -15,7 +15,7 @@ Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
 What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``, and the
 tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sample``, ``roots``,
 ``grow``, ``touch``, ``subscriptions``), the routing tools from ``routing_tools`` (``replica``,
-``record``, ``journal``); the prompt
+``record``, ``journal``, ``pid``); the prompt
 ``greet`` (with completion of its ``name`` argument); the resources ``ui://NAME/page`` and
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
