@@ -263,3 +263,25 @@ async def list_tools(http: aiohttp.ClientSession, url: str) -> list[dict[str, An
     async with http.post(url, data=orjson.dumps(body), headers=headers) as resp:
         tools: list[dict[str, Any]] = (await resp.json())["result"]["tools"]
         return tools
+
+
+async def test_drain_from_the_cli_takes_a_replica_out_and_back(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    assert gateway.admin_url is not None
+    admin = ("--admin-url", gateway.admin_url)
+    code, out, err = await toolway_cli("servers", "drain", "rr", "r1", *admin)
+    assert code == 0, err
+    assert out.strip() == "rr replica r1 is drained"  # nothing was in flight on it
+    try:
+        seen = Counter([text_of(await call_tool(http, gateway.url, "rr__replica", {}, msg_id=i)) for i in range(10)])
+        assert seen == {"r0": 5, "r2": 5}
+        code, out, _ = await toolway_cli("traffic", *admin)
+        assert code == 0 and any(line.split()[:2] == ["r1", "draining"] for line in out.splitlines())
+    finally:
+        code, out, err = await toolway_cli("servers", "drain", "rr", "r1", "--undo", *admin)
+        assert code == 0, err
+    seen = Counter([text_of(await call_tool(http, gateway.url, "rr__replica", {}, msg_id=i)) for i in range(9)])
+    assert seen == {"r0": 3, "r1": 3, "r2": 3}
+    code, _, err = await toolway_cli("servers", "drain", "rr", "r9", *admin)
+    assert code == 2 and "no replica 'r9'" in err

@@ -44,6 +44,16 @@ class UpstreamCallFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaStateChanged:
+    """A replica's connection changed state (connecting, connected, unreachable)."""
+
+    server: str
+    replica: str
+    state: str
+    error: str | None  # why it is unreachable
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerChanged:
     """A replica's circuit breaker moved (closed, open, half_open)."""
 

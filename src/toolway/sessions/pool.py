@@ -17,7 +17,7 @@ import aiohttp
 
 from toolway.clock import Clock
 from toolway.config.model import HttpServerConfig, StdioServerConfig
-from toolway.observability.events import BreakerChanged, Events, ReplicaEjected
+from toolway.observability.events import BreakerChanged, Events, ReplicaEjected, ReplicaStateChanged
 from toolway.registry.catalog import EMPTY, ServerCatalog
 from toolway.router.breaker import BreakerState, CircuitBreaker
 from toolway.router.outlier import OutlierTracker
@@ -49,6 +49,7 @@ class Replica:
         # Incremented each time the replica connects: a new upstream session, so any state
         # a client kept in the previous one is gone (affinity checks this).
         self.epoch = 0
+        self.seen_state = conn.state  # the state last reported, so each change is an event once
         config, clock = pool.config, pool.clock
         server = pool.name
 
@@ -212,8 +213,12 @@ class ServerPool:
 
     def _changed(self, conn: UpstreamConnection) -> None:
         replica = self._by_conn.get(id(conn))
-        if replica is not None and conn.state is State.READY:
-            replica.epoch += 1
+        if replica is not None:
+            if conn.state is State.READY and replica.seen_state is not State.READY:
+                replica.epoch += 1  # a new upstream session: state kept in the old one is gone
+            if replica.seen_state is not conn.state and self.events is not None:
+                self.events.emit(ReplicaStateChanged(self.name, replica.id, conn.state.value, conn.last_error))
+            replica.seen_state = conn.state
         self._on_change(self)
 
     def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
