@@ -134,7 +134,7 @@ class Dispatcher:
                 return await self._attempt(replica, call, params, headers, budget - (self._clock.now() - started))
             except UpstreamError as exc:
                 exc.retryable = exc.retryable or (safe and exc.kind in RETRIED_KINDS)
-                if not plan.retry.should_retry(exc, safe, attempt):
+                if not plan.retry.should_retry(exc, safe, attempt) or not self._worth_another(plan, replica, tried):
                     raise
                 delay = plan.retry.backoff(attempt)
                 if budget - (self._clock.now() - started) - delay < budget * _MIN_ATTEMPT_SHARE:
@@ -149,6 +149,14 @@ class Dispatcher:
                 if session is not None:
                     self.affinity.unpin(session, pool.name)  # the next pick pins the session again
                 await self._clock.sleep(delay)
+
+    @staticmethod
+    def _worth_another(plan: _Plan, failed: Replica, tried: set[str]) -> bool:
+        """Is there somewhere to try again? Another routable replica, or the same one still connected
+        (a dead server fails fast: its calls do not wait out back-offs against it)."""
+        if failed.conn.state is State.READY:
+            return True
+        return any(r.routable() and r.id != failed.id and r.id not in tried for r in plan.pool.replicas)
 
     async def _attempt(
         self,

@@ -131,7 +131,6 @@ class ServerPool:
         self._on_change = on_change
         self._on_notification = on_notification
         self.replicas: list[Replica] = []
-        self.cursor = 0  # round-robin position, kept by the balancer
         for replica_id, replica_config, extra in _replica_configs(config):
             conn = UpstreamConnection(replica_config, http, clock, self._changed, self._notified)
             self.replicas.append(Replica(self, replica_id, conn, **extra))
