@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from toolway.config.auth import AuthConfig
+
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
 # may contain single underscores; a double underscore would make names ambiguous.
@@ -185,6 +187,9 @@ class GatewayConfig(_Model):
     audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
     streams: Streams = Streams()
+    # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
+    # "none": none, said explicitly (needed to listen elsewhere without authentication).
+    auth: AuthConfig | Literal["none"] | None = None
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

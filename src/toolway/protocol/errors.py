@@ -18,6 +18,7 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+PERMISSION_DENIED: Final = -32003  # the caller is authenticated but lacks the scope (data.requiredScope)
 
 
 class ToolwayError(Exception):
@@ -86,6 +87,32 @@ class SessionNotFound(ToolwayError):
     http_status = 404
 
 
+class AuthenticationFailed(ToolwayError):
+    """No acceptable credentials: an HTTP 401 with `WWW-Authenticate`, never a JSON-RPC answer.
+
+    `error` is the RFC 6750 error code ("invalid_request", "invalid_token"), or None when
+    the request carried no credentials at all (RFC 6750 §3.1: then no error code is sent).
+    """
+
+    code = INVALID_REQUEST
+    http_status = 401
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class PermissionDenied(ToolwayError):
+    """The caller may not do this: `data.requiredScope` names the missing permission."""
+
+    code = PERMISSION_DENIED
+    http_status = 403
+
+    def __init__(self, message: str, *, required: str) -> None:
+        super().__init__(message, data={"requiredScope": required})
+        self.required = required
+
+
 class UpstreamError(ToolwayError):
     """Something went wrong talking to one upstream server; the message names it."""
 
@@ -131,6 +158,7 @@ MODERN_STATUS: Final = {
     MISSING_CLIENT_CAPABILITY: 400,
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
+    PERMISSION_DENIED: 403,  # with WWW-Authenticate: Bearer error="insufficient_scope" (step-up)
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from toolway import __version__
+from toolway.auth.identity import Identity, session_principal
 from toolway.pipeline.context import Call, Handler
 from toolway.protocol import modern
 from toolway.protocol.bridge import adapt_result
@@ -73,6 +74,7 @@ class Inbound:
     session_id: str | None = None
     transport: str = "streamable-http"
     client: str | None = None  # the peer's host:port (or "stdio"), for the audit log
+    identity: Identity | None = None  # authenticated by the ingress; None: the gateway runs without auth
 
 
 class ProtocolLayer:
@@ -125,23 +127,23 @@ class ProtocolLayer:
         except Exception as exc:  # A bug must still answer the client.
             _fail(stream, inbound.message.id, _error(exc), 200)
 
-    def session(self, session_id: str | None, path: str) -> DownstreamSession:
-        """The live session for a GET or DELETE.
+    def session(self, session_id: str | None, path: str, identity: Identity | None = None) -> DownstreamSession:
+        """The live session for a GET or DELETE, if `identity` is the one that opened it.
 
         Raises:
             SessionRequired, SessionNotFound.
         """
         if session_id is None:
             raise SessionRequired("Bad Request: Mcp-Session-Id header is required")
-        session = self._sessions.get(session_id, path)
+        session = self._sessions.get(session_id, path, session_principal(identity))
         if session is None:
             raise SessionNotFound("Session not found")
         return session
 
-    def end_session(self, session_id: str | None, path: str) -> None:
+    def end_session(self, session_id: str | None, path: str, identity: Identity | None = None) -> None:
         """Terminate a handshake-era session (HTTP DELETE). Raises as `session`."""
-        self.session(session_id, path)
-        self._sessions.end(session_id or "", path)
+        self.session(session_id, path, identity)
+        self._sessions.end(session_id or "", path, session_principal(identity))
 
     # --- 2026-07-28 --------------------------------------------------------------------------
 
@@ -193,6 +195,8 @@ class ProtocolLayer:
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             client=inbound.client,
+            identity=inbound.identity,
+            principal=inbound.identity.subject if inbound.identity is not None else None,
         )
         try:
             result = await self._handler(call)
@@ -261,7 +265,8 @@ class ProtocolLayer:
                 exc = SessionRequired("Bad Request: Mcp-Session-Id header is required")
                 _fail(stream, msg.id, to_error(exc), exc.http_status)
             return
-        session = self._sessions.get(inbound.session_id, inbound.path)
+        # Bound to its creator: another principal presenting the id is told it does not exist.
+        session = self._sessions.get(inbound.session_id, inbound.path, session_principal(inbound.identity))
         if session is None:
             exc2 = SessionNotFound("Session not found")
             _fail(stream, msg.id, to_error(exc2), exc2.http_status)
@@ -328,6 +333,8 @@ class ProtocolLayer:
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             subscriber=session.id,
             client=inbound.client,
+            identity=inbound.identity,
+            principal=inbound.identity.subject if inbound.identity is not None else None,
         )
         result = await self._handler(call)
         # A stateless-era server asked for input: ask the client the old way, then retry.
@@ -376,6 +383,7 @@ class ProtocolLayer:
             capabilities if isinstance(capabilities, dict) else {},
             info if isinstance(info, dict) else None,
             inbound.scope,
+            principal=session_principal(inbound.identity),
         )
         # Listening starts now, not at notifications/initialized: some clients never send it.
         self._hub.add(Listener(session.id, session.standalone, log_level="debug", scope=inbound.scope))

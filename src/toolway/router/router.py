@@ -24,6 +24,8 @@ from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State, UpstreamConnection
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
+# The items of a merged list that the call's identity may see (set when authentication is on).
+Visible = Callable[[Call, View], list[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
 # Methods the 2026-07-28 revision removed: a stateless-era client gets -32601 for them.
 _REMOVED_IN_2026 = frozenset({"ping", "resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
@@ -39,8 +41,10 @@ class Router:
         page_size: int,
         cursors: CursorCodec,
         events: Events | None = None,
+        visible: Visible | None = None,
     ) -> None:
         self._manager = manager
+        self._visible = visible
         self._events = events
         self._hub = hub
         self._page_size = page_size
@@ -79,7 +83,9 @@ class Router:
 
     async def _list(self, call: Call) -> dict[str, Any]:
         view = self.view()
-        items = view.lists.get(call.method, [])
+        # Filtered before slicing, so pages and cursors are those of what the caller may see.
+        visible = self._visible
+        items = visible(call, view) if visible is not None and call.identity is not None else view.lists[call.method]
         cursor = (call.params or {}).get("cursor")
         start = self._cursors.offset(call.method, cursor) if cursor is not None else 0
         end = start + self._page_size
