@@ -62,6 +62,8 @@ class JwtAuthenticator:
             secret = os.environ.get(config.secret_env)
             if not secret:
                 raise JwtConfigError(f"auth.jwt.secret_env: the environment variable {config.secret_env} is not set")
+            if len(secret.encode()) < 32:  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+                raise JwtConfigError(f"auth.jwt.secret_env: {config.secret_env} must hold at least 32 bytes")
             self._static = secret.encode()
         elif config.public_key_file:
             try:

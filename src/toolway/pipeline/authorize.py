@@ -52,6 +52,10 @@ class Authorize:
         if required is None:
             return
         server, permission = required
+        call.server = call.server or server  # so a refusal is logged and audited against its target
+        if call.target is None:
+            target = (call.params or {}).get("name") or (call.params or {}).get("uri")
+            call.target = target if isinstance(target, str) else None
         if not self._authorizer.sees_server(identity, server):
             raise PermissionDenied(
                 f"Permission denied: server {server!r} is outside the boundary of team {identity.team!r}",
