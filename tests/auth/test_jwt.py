@@ -67,7 +67,9 @@ async def _reason(auth: JwtAuthenticator, token: str, endpoint: str | None = Non
 
 async def test_a_valid_token_maps_claims_to_the_identity(issuer: LoopbackIssuer) -> None:
     auth = _authenticator(issuer)
-    token = issuer.token(sub="agent-7", aud=GATEWAY, scope="tools:call:web/* prompts:get:web/x", team="blue", roles=["r1"])
+    token = issuer.token(
+        sub="agent-7", aud=GATEWAY, scope="tools:call:web/* prompts:get:web/x", team="blue", roles=["r1"]
+    )
     identity = await auth.authenticate(token)
     assert identity.subject == "agent-7"
     assert identity.scheme == "jwt"
@@ -136,7 +138,7 @@ async def test_a_bad_signature_is_refused(issuer: LoopbackIssuer) -> None:
     impostor = SigningKey.generate()
     impostor.kid = issuer.keys[-1].kid  # Claims to be the issuer's key.
     assert "signature does not verify" in await _reason(auth, issuer.token(key=impostor, sub="a", aud=GATEWAY))
-    head, body, signature = issuer.token(sub="a", aud=GATEWAY).split(".")
+    head, _body, signature = issuer.token(sub="a", aud=GATEWAY).split(".")
     tampered = jwt.encode({"sub": "root", "iss": issuer.url, "aud": GATEWAY, "exp": 2**31}, "x" * 32, algorithm="HS256")
     forged = f"{head}.{tampered.split('.')[1]}.{signature}"
     assert "signature does not verify" in await _reason(auth, forged)
@@ -219,7 +221,9 @@ async def test_hs256_with_a_secret_from_the_environment(monkeypatch: pytest.Monk
     config = JwtConfig(issuer="https://idp.test", secret_env="TW_TEST_JWT_SECRET", algorithms=["HS256"])
     auth = JwtAuthenticator(config, frozenset({GATEWAY}), clock=MonotonicClock())
     claims = {"sub": "h", "iss": "https://idp.test", "aud": GATEWAY, "exp": int(time.time()) + 60}
-    assert (await auth.authenticate(jwt.encode(claims, "s3cret-for-tests-only-0123456789-abcdef", "HS256"))).subject == "h"
+    assert (
+        await auth.authenticate(jwt.encode(claims, "s3cret-for-tests-only-0123456789-abcdef", "HS256"))
+    ).subject == "h"
     assert "signature" in await _reason(auth, jwt.encode(claims, "another-secret-0123456789abcdef-xyz", "HS256"))
     monkeypatch.setenv("TW_TEST_JWT_SECRET", "short")
     with pytest.raises(JwtConfigError, match="at least 32 bytes"):

@@ -58,6 +58,9 @@ def test_filter_items_keeps_only_what_the_identity_may_use() -> None:
     kept = authorizer.filter_items(_agent({"tools:call:web/*"}), "tools/list", items, origins)
     assert kept == items[:2]
     resources = authorizer.filter_items(
-        _agent({"resources:read:files"}), "resources/list", [{"uri": "u1"}, {"uri": "u2"}], [("web", None), ("files", None)]
+        _agent({"resources:read:files"}),
+        "resources/list",
+        [{"uri": "u1"}, {"uri": "u2"}],
+        [("web", None), ("files", None)],
     )
     assert resources == [{"uri": "u2"}]

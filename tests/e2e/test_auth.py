@@ -123,9 +123,7 @@ def challenge(headers: Any) -> dict[str, str]:
     return dict(_PARAM.findall(value))
 
 
-async def post(
-    http: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
-) -> tuple[int, Any, Any]:
+async def post(http: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]) -> tuple[int, Any, Any]:
     async with http.post(url, data=orjson.dumps(body), headers={**JSON_HEADERS, **headers}) as resp:
         raw = await resp.read()
         return resp.status, (orjson.loads(raw) if raw else None), resp.headers
@@ -290,7 +288,9 @@ async def test_other_transports_authenticate_too(
         assert answer["result"]["serverInfo"]["name"] == "toolway"
 
 
-async def test_protected_resource_metadata(gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession) -> None:
+async def test_protected_resource_metadata(
+    gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession
+) -> None:
     base = gateway.url[: -len("/mcp")]
     for path, resource in [
         ("/.well-known/oauth-protected-resource/mcp", CANONICAL),
@@ -364,7 +364,7 @@ async def test_api_keys_created_used_and_revoked_through_the_cli(
     assert revoked.exit_code == 0, revoked.output
     assert "reloaded its keys" in revoked.stderr
     async with aiohttp.ClientSession() as http:
-        status, body, headers = await post(http, gateway.url, initialize(), {"X-API-Key": key})
+        status, body, _headers = await post(http, gateway.url, initialize(), {"X-API-Key": key})
     assert status == 401 and "revoked" in body["error_description"]
     again = await asyncio.to_thread(keys, "revoke", record["id"])
     assert again.exit_code == 3

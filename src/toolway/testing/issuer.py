@@ -21,7 +21,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-__all__ = ["SigningKey", "LoopbackIssuer", "running_issuer"]
+__all__ = ["LoopbackIssuer", "SigningKey", "running_issuer"]
 
 
 @dataclass
