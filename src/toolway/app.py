@@ -45,6 +45,7 @@ from toolway.router.router import Router
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
 
@@ -71,7 +72,10 @@ class Gateway:
             self.auth = GatewayAuth(config, self.clock)  # all off without an `auth` section
         except AuthSetupError as exc:
             raise StartupError(str(exc)) from None
-        self.manager = ConnectionManager(config, clock=self.clock)
+        try:
+            self.manager = ConnectionManager(config, clock=self.clock)
+        except UpstreamTlsError as exc:
+            raise StartupError(str(exc)) from None
         self.hub = Hub()
         self.events = Events()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import httpx2
@@ -15,6 +16,7 @@ import trustme
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
+from toolway.app import StartupError
 from toolway.testing import RunningGateway, RunningHttpUpstream, http_upstream, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -133,3 +135,37 @@ async def test_the_tls_handshake_refuses_unverifiable_clients(
         with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
             async with http.post(gateway.url, data=body, headers=headers, ssl=client_context(ca, cert)) as resp:
                 await resp.read()
+
+
+async def test_client_certificates_toward_an_upstream_that_requires_them(
+    gateway: RunningGateway, ca: trustme.CA, pki: dict[str, str], tmp_path: Path
+) -> None:
+    """A second gateway reaches the mTLS one as an upstream, presenting its own certificate."""
+    cert = ca.issue_cert("front.example.test", common_name="agent-tls")
+    cert_file, key_file = tmp_path / "front.pem", tmp_path / "front.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    secure = {
+        "name": "secure",
+        "transport": "streamable-http",
+        "url": gateway.url,
+        "tls": {"cert_file": str(cert_file), "key_file": str(key_file), "ca_file": pki["ca"]},
+    }
+    async with running_gateway(servers=[secure], store_dir=tmp_path) as front:
+        async with Client(front.url) as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            assert names and all(name.startswith("secure__web__") for name in names)
+            who = await client.call_tool("secure__web__whoami", {})
+    assert who.content[0].text == "web"  # type: ignore[union-attr]
+
+
+async def test_an_unreadable_upstream_certificate_stops_start_up(tmp_path: Path) -> None:
+    secure = {
+        "name": "secure",
+        "transport": "streamable-http",
+        "url": "https://127.0.0.1:9/mcp",
+        "tls": {"cert_file": str(tmp_path / "missing.pem"), "key_file": str(tmp_path / "missing.key")},
+    }
+    with pytest.raises(StartupError, match="servers.secure.tls"):
+        async with running_gateway(servers=[secure], store_dir=tmp_path):
+            pass

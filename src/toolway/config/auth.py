@@ -136,3 +136,18 @@ class AuthConfig(_Model):
         if self.jwt is not None and not self.jwt.audience and self.oauth is None:
             raise ValueError("auth.jwt needs an audience: set jwt.audience or oauth.resource (the gateway's URL)")
         return self
+
+
+class UpstreamTls(_Model):
+    """TLS toward one upstream: a client certificate for servers that require one (mTLS), and
+    the CAs its certificate must chain to (unset: the system's)."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> UpstreamTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self

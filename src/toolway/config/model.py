@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from toolway.config.auth import AuthConfig
+from toolway.config.auth import AuthConfig, UpstreamTls
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
@@ -93,6 +93,7 @@ class HttpServerConfig(_ServerBase):
     transport: HttpTransport
     url: str
     headers: dict[str, str] = {}
+    tls: UpstreamTls | None = None  # a client certificate (and CA) for upstreams that require mTLS
 
     @field_validator("url")
     @classmethod

@@ -11,9 +11,10 @@ from typing import Any
 import aiohttp
 
 from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.http import new_client_session
+from toolway.upstream.tls import client_context
 
 Listener = Callable[[UpstreamConnection], None]
 NotificationListener = Callable[[UpstreamConnection, dict[str, Any]], None]
@@ -30,12 +31,19 @@ class ConnectionManager:
         self._config = config
         self._clock = clock or MonotonicClock()
         self._http: aiohttp.ClientSession | None = None
+        self._own_pools: list[aiohttp.ClientSession] = []
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
         self._notification_listeners: list[NotificationListener] = []
         self.connections: dict[str, UpstreamConnection] = {}
         self.generation = 0
+        # Built now, so a bad certificate file stops start-up with its name (UpstreamTlsError).
+        self._tls = {
+            s.name: client_context(s.name, s.tls)
+            for s in config.servers
+            if isinstance(s, HttpServerConfig) and s.tls is not None
+        }
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on every change; returns the function that unsubscribes it."""
@@ -60,7 +68,12 @@ class ConnectionManager:
         for server in self._config.servers:
             if not server.enabled:
                 continue
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
+            http = self._http
+            tls = self._tls.get(server.name)
+            if tls is not None:  # A client certificate is per server: its own pool (upstream/tls.py).
+                http = new_client_session(tls)
+                self._own_pools.append(http)
+            conn = UpstreamConnection(server, http, self._clock, self._changed, self._notified)
             self.connections[server.name] = conn
             task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
             self._supervisors.append(task)
@@ -92,6 +105,9 @@ class ConnectionManager:
             await group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
+        for pool in self._own_pools:
+            await pool.close()
+        self._own_pools.clear()
 
     def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:
