@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 import pytest
 import pytest_asyncio
 import yaml
-from mcp import Client, MCPError
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
@@ -392,3 +393,46 @@ async def test_a_public_address_without_authentication_is_refused(tmp_path: Path
     with pytest.raises(StartupError, match="auth: none"):
         async with running(config):
             pass
+
+
+async def test_stdio_serves_the_local_operator_with_the_configured_identity(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    data = {
+        "store": f"sqlite:///{tmp_path / 'stdio.db'}",
+        "admin": {"enabled": False},
+        "servers": [s.model_dump(mode="json") for s in gateway.config.servers],
+        "auth": {"schemes": ["api_key"], "stdio": {"subject": "operator", "scopes": ["tools:call:web/*"]}},
+    }
+    config = tmp_path / "stdio.yaml"
+    config.write_text(yaml.safe_dump(data))
+    toolway = str(Path(sys.executable).parent / "toolway")
+    params = StdioServerParameters(command=toolway, args=["stdio", "--config", str(config)])
+    async with asyncio.timeout(60), Client(params, mode="legacy") as client:
+        names = [tool.name for tool in (await client.list_tools()).tools]
+        assert names and all(name.startswith("web__") for name in names)
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("files__echo", {"text": "x"})
+    assert refused.value.error.data == {"requiredScope": "tools:call:files/echo"}
+
+
+async def test_a_legacy_sse_connection_answers_only_its_own_principal(
+    gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession
+) -> None:
+    base = gateway.url[: -len("/mcp")]
+    alice = {"Authorization": f"Bearer {token(issuer, 'alice', scope='*')}"}
+    mallory = {"Authorization": f"Bearer {token(issuer, 'mallory', scope='*')}"}
+    async with http.get(f"{base}/sse", headers=alice) as stream:
+        assert stream.status == 200
+        endpoint = ""
+        async for line in stream.content:
+            if line.startswith(b"data: "):
+                endpoint = line[len(b"data: ") :].decode().strip()
+                break
+        message = orjson.dumps(initialize())
+        async with http.post(base + endpoint, data=message, headers={**mallory, **JSON_HEADERS}) as resp:
+            assert resp.status == 404  # another principal: as if the connection did not exist
+        async with http.post(base + endpoint, data=message, headers=JSON_HEADERS) as resp:
+            assert resp.status == 401  # the connection id alone authenticates nobody
+        async with http.post(base + endpoint, data=message, headers={**alice, **JSON_HEADERS}) as resp:
+            assert resp.status == 202

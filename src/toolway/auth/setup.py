@@ -18,7 +18,6 @@ from toolway.auth.jwt import JwtConfigError
 from toolway.auth.key_store import KeyStore
 from toolway.auth.scopes import Authorizer
 from toolway.clock import Clock
-from toolway.config.auth import AuthConfig
 from toolway.config.model import GatewayConfig
 from toolway.ingress.authn import IngressAuth
 from toolway.pipeline.authorize import Authorize, Owner, VisibleLists
@@ -54,7 +53,7 @@ def check_listen(config: GatewayConfig) -> None:
 class GatewayAuth:
     def __init__(self, config: GatewayConfig, clock: Clock) -> None:
         """Raises AuthSetupError when a configured key cannot be read."""
-        auth = config.auth if isinstance(config.auth, AuthConfig) else None
+        auth = config.auth if config.auth is not None and config.auth.enabled else None
         self.config = auth
         self._clock = clock
         self.authorizer = Authorizer(auth.teams) if auth is not None else None

@@ -8,7 +8,7 @@ See docs/auth.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -116,7 +116,8 @@ class StdioIdentity(_Model):
 
 
 class AuthConfig(_Model):
-    schemes: list[Scheme] = Field(min_length=1)
+    # Tried in order. Empty only as written `auth: none`: no authentication, on purpose.
+    schemes: list[Scheme]
     api_keys: ApiKeysConfig = ApiKeysConfig()
     jwt: JwtConfig | None = None
     oauth: OAuthConfig | None = None
@@ -124,6 +125,20 @@ class AuthConfig(_Model):
     # Per-team boundaries; when any are set, an identity sees only its own team's servers.
     teams: dict[str, TeamConfig] = {}
     stdio: StdioIdentity = StdioIdentity()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none(cls, data: Any) -> Any:
+        if data == "none":
+            return {"schemes": []}
+        if isinstance(data, dict) and data.get("schemes") == []:
+            raise ValueError("schemes is empty: list at least one scheme, or write `auth: none`")
+        return data
+
+    @property
+    def enabled(self) -> bool:
+        """False for `auth: none`."""
+        return bool(self.schemes)
 
     @model_validator(mode="after")
     def _sections(self) -> AuthConfig:

@@ -190,7 +190,7 @@ class GatewayConfig(_Model):
     streams: Streams = Streams()
     # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
     # "none": none, said explicitly (needed to listen elsewhere without authentication).
-    auth: AuthConfig | Literal["none"] | None = None
+    auth: AuthConfig | None = None
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 
