@@ -166,6 +166,6 @@ async def test_an_unreadable_upstream_certificate_stops_start_up(tmp_path: Path)
         "url": "https://127.0.0.1:9/mcp",
         "tls": {"cert_file": str(tmp_path / "missing.pem"), "key_file": str(tmp_path / "missing.key")},
     }
-    with pytest.raises(StartupError, match="servers.secure.tls"):
+    with pytest.raises(StartupError, match=r"servers\.secure\.tls"):
         async with running_gateway(servers=[secure], store_dir=tmp_path):
             pass
