@@ -174,12 +174,13 @@ class ProtocolLayer:
         if isinstance(state, str) and state.startswith(STATE_PREFIX):
             foreign = untag_foreign(state[len(STATE_PREFIX) :])
             if foreign is None:
-                self._resume(msg, params, state, stream)
+                self._resume(msg, params, state, stream, session_principal(inbound.identity))
                 return
             params = msg.params = {**params, "requestState": foreign}  # an upstream's, tagged by `_tag_state`
         exchange = Exchange(stream, msg.id)
         sink = BridgeSink(exchange, envelope.client_capabilities, self._parking)
         sink.task = asyncio.current_task()
+        sink.principal = session_principal(inbound.identity)
         meta_level = params["_meta"].get(META_LOG_LEVEL)
         call = Call(
             method=msg.method,
@@ -207,11 +208,13 @@ class ProtocolLayer:
             return
         _answer(sink.exchange.stream, sink.exchange.msg_id, adapt_result(msg.method, _tag_state(result), "modern"))
 
-    def _resume(self, msg: Message, params: dict[str, Any], state: str, stream: EventStream) -> None:
-        """A retry of a parked call: hand it the answers and this exchange."""
+    def _resume(
+        self, msg: Message, params: dict[str, Any], state: str, stream: EventStream, principal: str | None
+    ) -> None:
+        """A retry of a parked call (by the principal that made it): hand it the answers and this exchange."""
         assert msg.id is not None
         try:
-            sink = self._parking.take(state)
+            sink = self._parking.take(state, principal)
         except InvalidParams as exc:
             error = to_error(exc)
             _fail(stream, msg.id, error, modern_status(error))
