@@ -101,7 +101,7 @@ class Gateway:
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
         authorize = self.auth.authorize(
-            lambda uri: self.router.view().owner_of(uri), lambda template: self.router.view().template_owner(template)
+            self.router.resource_owner, lambda template: self.router.view().template_owner(template)
         )
         self.layer = ProtocolLayer(
             self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize)),  # one span around it

@@ -436,3 +436,16 @@ async def test_a_legacy_sse_connection_answers_only_its_own_principal(
             assert resp.status == 401  # the connection id alone authenticates nobody
         async with http.post(base + endpoint, data=message, headers={**alice, **JSON_HEADERS}) as resp:
             assert resp.status == 202
+
+
+async def test_resources_follow_resources_read_scopes(gateway: RunningGateway, issuer: LoopbackIssuer) -> None:
+    async with bearer_client(gateway.url, token(issuer, "reader", scope="resources:read:files")) as client:
+        uris = {str(resource.uri) for resource in (await client.list_resources()).resources}
+        assert uris == {"ui://files/page", "file:///files/readme.txt"}
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["mem://files/{key}"]
+        readme = await client.read_resource("file:///files/readme.txt")
+        assert readme.contents
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("file:///web/readme.txt")
+    assert refused.value.error.data == {"requiredScope": "resources:read:web"}

@@ -78,6 +78,10 @@ class Router:
             self._view = build_view(generation, self._manager.ready())
         return self._view
 
+    def resource_owner(self, uri: str) -> str | None:
+        """The server a resource request for `uri` goes to on `/mcp` (as `_by_uri` routes it)."""
+        return self.view().owner_of(uri) or self._sole_resource_server()
+
     async def _ping(self, call: Call) -> dict[str, Any]:
         return {}
 
