@@ -24,6 +24,7 @@ import uvicorn
 
 from toolway.admin.app import AdminApp
 from toolway.admin.traffic import TrafficAdmin
+from toolway.auth.setup import AuthSetupError, GatewayAuth, check_listen
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig
 from toolway.ingress.connection import MessageConnection
@@ -48,6 +49,7 @@ from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
 
@@ -70,8 +72,15 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or MonotonicClock()
+        try:
+            self.auth = GatewayAuth(config, self.clock)  # all off without an `auth` section
+        except AuthSetupError as exc:
+            raise StartupError(str(exc)) from None
         self.events = Events()
-        self.manager = ConnectionManager(config, clock=self.clock, events=self.events)
+        try:
+            self.manager = ConnectionManager(config, clock=self.clock, events=self.events)
+        except UpstreamTlsError as exc:
+            raise StartupError(str(exc)) from None
         self.hub = Hub()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
@@ -87,6 +96,7 @@ class Gateway:
             dispatcher=Dispatcher(
                 Traffic(self.events), Affinity(config.limits.max_sessions), events=self.events, clock=self.clock
             ),
+            visible=self.auth.visible_lists(),
         )
         self.sessions = SessionTable(
             self.clock,
@@ -97,8 +107,11 @@ class Gateway:
         self._tasks: asyncio.TaskGroup | None = None
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
+        authorize = self.auth.authorize(
+            self.router.resource_owner, lambda template: self.router.view().template_owner(template)
+        )
         self.layer = ProtocolLayer(
-            self.tracing.wrap(build_chain(self.router, self.events)),  # one server span around the chain
+            self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize)),  # one span around it
             self.sessions,
             self.capabilities,
             self.hub,
@@ -116,6 +129,7 @@ class Gateway:
             keepalive_seconds=config.streams.keepalive_seconds,
             retry_ms=config.streams.retry_ms,
             max_queued=config.streams.max_queued_messages,
+            auth=self.auth.ingress,
         )
         self.manager.on_notification(self._upstream_notification)
         self.accepting = False
@@ -131,6 +145,7 @@ class Gateway:
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
         self.admin_app.traffic = TrafficAdmin(self.manager, self.router.dispatcher)
+        self.admin_app.keys = self.auth.api_keys
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -205,6 +220,7 @@ class Gateway:
         try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
+            await self.auth.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self._recorder = RegistryRecorder(self._store)
@@ -212,6 +228,9 @@ class Gateway:
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
+        reloads = self.auth.background()
+        if reloads is not None:
+            self._spawn(reloads)
         await self.manager.__aenter__()
         connect = max((s.timeouts.connect for s in self.config.servers), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
@@ -242,6 +261,7 @@ class Gateway:
             await self._recorder.flush()
         if self._store is not None:
             await self._store.close()
+        await self.auth.close()
 
 
 class _Listener(uvicorn.Server):
@@ -268,24 +288,32 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket, path: str) -> str:
+def _url(sock: socket.socket, path: str, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def _listener(app: Any, drain: float, keepalive: float = 20.0, max_message: int = 16 * 1024 * 1024) -> _Listener:
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-        ws="websockets-sansio",
-        ws_ping_interval=keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
-        ws_ping_timeout=keepalive,
-        ws_max_size=max_message,  # larger frames close with 1009
-        timeout_graceful_shutdown=max(1, round(drain)),
-    )
+def _listener(
+    app: Any,
+    drain: float,
+    keepalive: float = 20.0,
+    max_message: int = 16 * 1024 * 1024,
+    options: dict[str, Any] | None = None,
+) -> _Listener:
+    settings: dict[str, Any] = {
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_ping_interval": keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
+        "ws_ping_timeout": keepalive,
+        "ws_max_size": max_message,  # larger frames close with 1009
+        "timeout_graceful_shutdown": max(1, round(drain)),
+    }
+    # TLS termination (auth.mtls): ssl_* and the protocols that hand the app the client certificate.
+    settings.update(options or {})
+    config = uvicorn.Config(app, **settings)
     return _Listener(config)
 
 
@@ -296,6 +324,10 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
     Raises:
         StartupError: a port cannot be bound or the store cannot be opened.
     """
+    try:
+        check_listen(config)
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
     sockets = [_bind(config.listen.host, config.listen.port)]
     if config.admin.enabled:
         try:
@@ -305,7 +337,8 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
             raise
     async with Gateway(config, clock=clock) as gateway:
         drain = config.shutdown.drain_seconds
-        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes)]
+        tls = gateway.auth.listener_options()
+        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
         tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
@@ -313,7 +346,9 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.01)
-        endpoints = Endpoints(_url(sockets[0], "/mcp"), _url(sockets[1], "") if len(sockets) > 1 else None)
+        endpoints = Endpoints(
+            _url(sockets[0], "/mcp", "https" if tls else "http"), _url(sockets[1], "") if len(sockets) > 1 else None
+        )
         # Start-up leaves ~90k long-lived objects (modules, config, catalogs). Moving them out
         # of the collector's reach turns 50-80 ms full collections into a few ms (bench/README.md).
         gc.collect()
@@ -379,6 +414,7 @@ async def run_stdio(config: GatewayConfig, server: str | None) -> None:
             scope=server,
             transport="stdio",
             client="stdio",
+            identity=gateway.auth.stdio_identity,  # the local operator, when authentication is on
             max_message_bytes=config.limits.max_body_bytes,
             max_queued=config.streams.max_queued_messages,
         )

@@ -52,7 +52,7 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
     assert message == (
         "toolway.yaml: servers.0.comand: unknown field;"
         " expected one of: affinity, balance, breaker, enabled, endpoints, era, headers, keepalive_seconds,"
-        " log_payloads, name, outlier_detection, pool, reconnect, retries, timeouts, transport, url"
+        " log_payloads, name, outlier_detection, pool, reconnect, retries, timeouts, tls, transport, url"
     )
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from toolway.config.auth import AuthConfig, UpstreamTls
 from toolway.config.routing import Endpoint, RoutingFields, check_endpoints
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
@@ -99,6 +100,7 @@ class HttpServerConfig(_ServerBase):
     url: str = ""  # one replica; or `endpoints`, several
     endpoints: list[Endpoint] | None = None
     headers: dict[str, str] = {}
+    tls: UpstreamTls | None = None  # a client certificate (and CA) for upstreams that require mTLS
 
     @model_validator(mode="after")
     def _one_of_url_or_endpoints(self) -> HttpServerConfig:
@@ -198,6 +200,9 @@ class GatewayConfig(_Model):
     audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
     streams: Streams = Streams()
+    # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
+    # "none": none, said explicitly (needed to listen elsewhere without authentication).
+    auth: AuthConfig | None = None
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

@@ -18,6 +18,7 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+PERMISSION_DENIED: Final = -32003  # the caller is authenticated but lacks the scope (data.requiredScope)
 KILLED: Final = -32010  # an operator's kill switch turned the server or tool off (docs/routing.md)
 
 
@@ -90,6 +91,32 @@ class SessionNotFound(ToolwayError):
 class SessionGone(SessionNotFound):
     """The upstream replica holding this session's state is gone: the session ends (HTTP 404),
     and the client starts a new one (Streamable HTTP transport, 2025-11-25: session management)."""
+
+
+class AuthenticationFailed(ToolwayError):
+    """No acceptable credentials: an HTTP 401 with `WWW-Authenticate`, never a JSON-RPC answer.
+
+    `error` is the RFC 6750 error code ("invalid_request", "invalid_token"), or None when
+    the request carried no credentials at all (RFC 6750 §3.1: then no error code is sent).
+    """
+
+    code = INVALID_REQUEST
+    http_status = 401
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class PermissionDenied(ToolwayError):
+    """The caller may not do this: `data.requiredScope` names the missing permission."""
+
+    code = PERMISSION_DENIED
+    http_status = 403
+
+    def __init__(self, message: str, *, required: str) -> None:
+        super().__init__(message, data={"requiredScope": required})
+        self.required = required
 
 
 class UpstreamError(ToolwayError):
@@ -192,6 +219,7 @@ MODERN_STATUS: Final = {
     MISSING_CLIENT_CAPABILITY: 400,
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
+    PERMISSION_DENIED: 403,  # with WWW-Authenticate: Bearer error="insufficient_scope" (step-up)
 }
 
 

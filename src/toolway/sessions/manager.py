@@ -16,6 +16,7 @@ from toolway.observability.events import Events
 from toolway.sessions.pool import ServerPool
 from toolway.sessions.upstream import State
 from toolway.upstream.http import new_client_session
+from toolway.upstream.tls import client_context
 
 Listener = Callable[[ServerPool], None]
 NotificationListener = Callable[[ServerPool, dict[str, Any]], None]
@@ -35,12 +36,19 @@ class ConnectionManager:
         self._clock = clock or MonotonicClock()
         self._events = events
         self._http: aiohttp.ClientSession | None = None
+        self._own_pools: list[aiohttp.ClientSession] = []
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
         self._notification_listeners: list[NotificationListener] = []
         self.pools: dict[str, ServerPool] = {}
         self.generation = 0
+        # Built now, so a bad certificate file stops start-up with its name (UpstreamTlsError).
+        self._tls = {
+            s.name: client_context(s.name, s.tls)
+            for s in config.servers
+            if isinstance(s, HttpServerConfig) and s.tls is not None
+        }
 
     @property
     def connections(self) -> dict[str, ServerPool]:
@@ -75,7 +83,12 @@ class ConnectionManager:
     def _start(self, server: StdioServerConfig | HttpServerConfig) -> ServerPool:
         """Build a server's pool and start one supervisor per replica (warm: they connect now)."""
         assert self._http is not None and self._group is not None
-        pool = ServerPool(server, self._http, self._clock, self._changed, self._notified, self._events)
+        http = self._http
+        tls = self._tls.get(server.name)
+        if tls is not None:  # A client certificate is per server: its own pool (upstream/tls.py).
+            http = new_client_session(tls)
+            self._own_pools.append(http)
+        pool = ServerPool(server, http, self._clock, self._changed, self._notified, self._events)
         self.pools[server.name] = pool
         for replica in pool.replicas:
             name = f"supervise-{server.name}-{replica.id}"
@@ -108,6 +121,9 @@ class ConnectionManager:
             await group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
+        for pool in self._own_pools:
+            await pool.close()
+        self._own_pools.clear()
 
     def _notified(self, pool: ServerPool, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:
