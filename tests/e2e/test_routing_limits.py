@@ -1,7 +1,9 @@
-"""Per-call deadlines in phases (first byte, total) and renewal by progress notifications."""
+"""Per-call deadlines in phases (first byte, total), renewal by progress notifications, and the
+bound on calls in flight per replica."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import aiohttp
 import orjson
 
 from toolway.testing import http_upstream, running_gateway
-from toolway.testing.wire import call_tool, events, modern_request
+from toolway.testing.wire import call_tool, events, modern_request, text_of
 
 
 async def call_with_progress(
@@ -75,3 +77,26 @@ async def test_first_byte_fails_a_silent_call_early(tmp_path: Path) -> None:
             answer = await call_with_progress(http, gw.url, "f__progress", {"steps": 3, "delay": 0.2})
             assert answer["result"]["content"][0]["text"] == "f counted 3"
             assert "result" in await call_tool(http, gw.url, "f__echo", {"text": "quick"})
+
+
+async def test_a_full_replica_takes_no_new_call(tmp_path: Path) -> None:
+    async with http_upstream("a") as a, http_upstream("b") as b:
+        server = {
+            "name": "lim",
+            "transport": "streamable-http",
+            "endpoints": [{"url": a.url, "id": "a"}, {"url": b.url, "id": "b"}],
+            "pool": {"max_inflight": 1},
+        }
+        async with running_gateway(servers=[server], store_dir=tmp_path) as gw, aiohttp.ClientSession() as http:
+            pool = gw.gateway.manager.get("lim")
+            assert pool is not None
+            slow = [asyncio.create_task(call_tool(http, gw.url, "lim__replica", {"delay": 3}, n)) for n in range(2)]
+            async with asyncio.timeout(10):
+                while pool.inflight < 2:  # noqa: ASYNC110 - bounded poll of a counter
+                    await asyncio.sleep(0.01)
+            assert [r.inflight for r in pool.replicas] == [1, 1]  # one each, never two on one
+            answer = await call_tool(http, gw.url, "lim__replica", {}, 9)
+            assert answer["error"]["data"]["cause"] == "no_healthy_replica"
+            assert "a: full" in answer["error"]["message"] and "b: full" in answer["error"]["message"]
+            assert sorted(text_of(r) for r in await asyncio.gather(*slow)) == ["a", "b"]
+            assert text_of(await call_tool(http, gw.url, "lim__replica", {}, 10)) in ("a", "b")
