@@ -23,8 +23,9 @@ import structlog
 import uvicorn
 
 from toolway.admin.app import AdminApp
-from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.clock import Clock, MonotonicClock, WallClock
+from toolway.config.loader import ConfigError
+from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
@@ -34,6 +35,10 @@ from toolway.observability.audit import AuditLog
 from toolway.observability.events import Events
 from toolway.observability.tracing import Tracing
 from toolway.pipeline.chain import build_chain
+from toolway.pipeline.policy import PolicyFilter
+from toolway.policy.decision_log import DecisionLog
+from toolway.policy.engine import PolicyEngine
+from toolway.protocol.errors import EgressDenied
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
@@ -63,10 +68,15 @@ class Endpoints:
 class Gateway:
     """Every component, wired once. `async with` owns their lifetimes."""
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+    ) -> None:
+        """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
         self.manager = ConnectionManager(config, clock=self.clock)
+        self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
+        self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
         self.events = Events()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
@@ -74,6 +84,7 @@ class Gateway:
         self.tracing.install(self.events)
         self.audit = AuditLog(config.audit)
         self.audit.install(self.events)
+        self.decision_log.install(self.events)
         self.router = Router(
             self.manager,
             self.hub,
@@ -90,8 +101,9 @@ class Gateway:
         self._tasks: asyncio.TaskGroup | None = None
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
+        policy = PolicyFilter(self.policy, self.events, self._owner_of) if self.policy.active else None
         self.layer = ProtocolLayer(
-            self.tracing.wrap(build_chain(self.router, self.events)),  # one server span around the chain
+            self.tracing.wrap(build_chain(self.router, self.events, policy)),  # one server span around the chain
             self.sessions,
             self.capabilities,
             self.hub,
@@ -140,6 +152,9 @@ class Gateway:
         conn = self.manager.get(scope)
         upstream = conn.negotiated.capabilities if conn is not None and conn.negotiated is not None else {}
         return {key: upstream[key] for key in _KNOWN_CAPABILITIES if isinstance(upstream.get(key), dict)}
+
+    def _owner_of(self, uri: str) -> str | None:
+        return self.router.view().owner_of(uri)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a job owned by the gateway (for ingress adapters outside this module)."""
@@ -194,10 +209,20 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         try:
+            for server in self.config.servers:  # egress control, before anything connects
+                if isinstance(server, HttpServerConfig) and server.enabled:
+                    await self.manager.egress.check_upstream(server.url, unresolvable_ok=True)
+            self.decision_log.open()
+        except EgressDenied as exc:
+            raise StartupError(f"refusing to start: {exc.message}") from None
+        except OSError as exc:
+            raise StartupError(f"cannot open the decision log {self.config.policy.decision_log}: {exc}") from None
+        try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
+        await self.policy.__aenter__()
         self._recorder = RegistryRecorder(self._store)
         self.manager.subscribe(self._recorder.on_change)
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
@@ -224,6 +249,8 @@ class Gateway:
         # Every call has finished, so every audit record is queued: write them all.
         log.info("shutdown: writing the audit log and the last spans")
         await self.audit.close()
+        await self.policy.__aexit__(None, None, None)
+        self.decision_log.close()
         await self.tracing.shutdown()
         if self._recorder_task is not None:
             self._recorder_task.cancel()
@@ -281,7 +308,9 @@ def _listener(app: Any, drain: float, keepalive: float = 20.0, max_message: int 
 
 
 @contextlib.asynccontextmanager
-async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+async def running(
+    config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
     Raises:
@@ -294,7 +323,7 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
         except StartupError:
             sockets[0].close()
             raise
-    async with Gateway(config, clock=clock) as gateway:
+    async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
         drain = config.shutdown.drain_seconds
         listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes)]
         if config.admin.enabled:
@@ -348,6 +377,9 @@ def serve(config: GatewayConfig) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a policy that does not compile, a secret file that cannot be read
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -404,6 +436,9 @@ def serve_stdio(config: GatewayConfig, server: str | None = None) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -51,8 +51,8 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
     message = error_of(server("auto", "http://x", ", comand: [y]"))
     assert message == (
         "toolway.yaml: servers.0.comand: unknown field;"
-        " expected one of: enabled, era, headers, keepalive_seconds, log_payloads, name, reconnect, timeouts,"
-        " transport, url"
+        " expected one of: credentials, enabled, era, forward_headers, headers, keepalive_seconds, log_payloads,"
+        " name, reconnect, timeouts, transport, url"
     )
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from toolway.config.policy import EgressConfig, PolicyConfig, UpstreamCredentials, check_forward_headers
+
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
 # may contain single underscores; a double underscore would make names ambiguous.
@@ -91,6 +93,15 @@ class HttpServerConfig(_ServerBase):
     transport: HttpTransport
     url: str
     headers: dict[str, str] = {}
+    # What the gateway presents upstream (static secret headers, OAuth2 client credentials), and
+    # which of the client's own request headers pass through (never Authorization/Cookie/session).
+    credentials: UpstreamCredentials | None = None
+    forward_headers: list[str] = []
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, value: list[str]) -> list[str]:
+        return check_forward_headers(value)
 
     @field_validator("url")
     @classmethod
@@ -185,6 +196,8 @@ class GatewayConfig(_Model):
     audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
     streams: Streams = Streams()
+    policy: PolicyConfig = PolicyConfig()  # OPA/Rego and built-in rules (docs/policy.md)
+    egress: EgressConfig = EgressConfig()  # which upstream addresses may be reached
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

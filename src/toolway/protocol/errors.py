@@ -18,6 +18,7 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+FORBIDDEN: Final = -32003  # a policy (or an authorization rule) refused the call
 
 
 class ToolwayError(Exception):
@@ -86,6 +87,24 @@ class SessionNotFound(ToolwayError):
     http_status = 404
 
 
+class PolicyDenied(ToolwayError):
+    """An enforced policy refused the call; `data` names the policy and its reason."""
+
+    code = FORBIDDEN
+
+    def __init__(self, policy: str, reason: str) -> None:
+        super().__init__(f"denied by policy {policy!r}: {reason}", data={"policy": policy, "reason": reason})
+        self.policy = policy
+        self.reason = reason
+
+
+class EgressDenied(ToolwayError):
+    """An upstream URL points somewhere egress control forbids; the message names the rule."""
+
+    code = INVALID_PARAMS
+    http_status = 403
+
+
 class UpstreamError(ToolwayError):
     """Something went wrong talking to one upstream server; the message names it."""
 
@@ -99,6 +118,10 @@ class UpstreamUnavailable(UpstreamError):
     """The server cannot be reached, or its process or connection died."""
 
     code = UPSTREAM_UNAVAILABLE
+
+
+class UpstreamCredentialsFailed(UpstreamUnavailable):
+    """The gateway could not get the credentials it presents to the server (e.g. its OAuth2 token)."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -193,6 +193,7 @@ class ProtocolLayer:
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             client=inbound.client,
+            headers=inbound.headers,
         )
         try:
             result = await self._handler(call)
@@ -328,6 +329,7 @@ class ProtocolLayer:
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             subscriber=session.id,
             client=inbound.client,
+            headers=inbound.headers,
         )
         result = await self._handler(call)
         # A stateless-era server asked for input: ask the client the old way, then retry.

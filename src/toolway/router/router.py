@@ -22,6 +22,7 @@ from toolway.router.view import View, build_view
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.upstream.credentials import forwarded
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
@@ -203,6 +204,8 @@ class Router:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
+        if conn.forward_headers and call.headers is not None:  # only the headers the server's config lists
+            headers = {**(headers or {}), **forwarded(conn.forward_headers, call.headers)}
         span = upstream_span(call, conn.name)  # None unless tracing is on
         if span is not None:  # W3C trace context in the HTTP headers and params._meta
             params, headers = span.inject(params, headers)

@@ -11,8 +11,11 @@ from typing import Any
 import aiohttp
 
 from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.config.model import GatewayConfig, HttpServerConfig
+from toolway.policy.egress import Egress
 from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.upstream.channel import no_auth
+from toolway.upstream.credentials import Credentials
 from toolway.upstream.http import new_client_session
 
 Listener = Callable[[UpstreamConnection], None]
@@ -27,9 +30,17 @@ class ConnectionManager:
     """
 
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+        """Raises: CredentialsError when a server's secret cannot be read."""
         self._config = config
         self._clock = clock or MonotonicClock()
+        self.egress = Egress(config.egress)
         self._http: aiohttp.ClientSession | None = None
+        # Each server's own credentials, secrets read now (start-up), tokens fetched when first needed.
+        self.credentials = {
+            s.name: Credentials(s.name, s.credentials, self._client, self._clock)
+            for s in config.servers
+            if isinstance(s, HttpServerConfig) and s.credentials is not None and s.enabled
+        }
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
@@ -54,13 +65,15 @@ class ConnectionManager:
         return [c for c in self.connections.values() if c.state is State.READY]
 
     async def __aenter__(self) -> ConnectionManager:
-        self._http = new_client_session()
+        self._http = new_client_session(resolver=self.egress.resolver())
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         for server in self._config.servers:
             if not server.enabled:
                 continue
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified)
+            creds = self.credentials.get(server.name)
+            auth = creds.headers if creds is not None else no_auth
+            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified, auth)
             self.connections[server.name] = conn
             task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
             self._supervisors.append(task)
@@ -73,6 +86,10 @@ class ConnectionManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await asyncio.gather(*waits)
+
+    def _client(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "the manager is not running"
+        return self._http
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short background job owned by the manager's task group."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 OnMessage = Callable[[dict[str, Any]], None]
+# The gateway's own credentials for one server, asked for on every HTTP request (tokens expire).
+AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
+
+
+async def no_auth() -> Mapping[str, str]:
+    return {}
 
 
 class ChannelClosed(Exception):

@@ -13,9 +13,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
 
+from toolway.protocol.errors import UpstreamError
 from toolway.protocol.versions import H_SESSION_ID
-from toolway.upstream.channel import ChannelClosed, OnMessage, SessionExpired
+from toolway.upstream.channel import AuthHeaders, ChannelClosed, OnMessage, SessionExpired, no_auth
 from toolway.upstream.sse import SSEParser
 
 _BASE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -27,9 +29,12 @@ class UpstreamHttpError(Exception):
     """The upstream answered HTTP with something that is not a JSON-RPC message."""
 
 
-def new_client_session() -> aiohttp.ClientSession:
-    """The gateway's one pooled client. Keep-alive idles out before typical servers' 5 s."""
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0)
+def new_client_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The gateway's one pooled client. Keep-alive idles out before typical servers' 5 s.
+
+    `resolver` decides which addresses may be connected to (egress control, `policy/egress.py`).
+    """
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0, resolver=resolver)
     return aiohttp.ClientSession(connector=connector, timeout=_NO_TIMEOUT)
 
 
@@ -38,10 +43,13 @@ class HttpChannel:
 
     attributes_messages = True
 
-    def __init__(self, url: str, headers: dict[str, str], http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str], http: aiohttp.ClientSession, *, auth: AuthHeaders = no_auth
+    ) -> None:
         self._url = url
         self._headers = {**_BASE_HEADERS, **headers}
         self._http = http
+        self._auth = auth  # the gateway's credentials for this server, set last on every request
         self.session_id: str | None = None
 
     def describe(self) -> str:
@@ -68,7 +76,7 @@ class HttpChannel:
         `subscriptions/listen`). Returns why the stream ended; `ChannelClosed` when
         the connection failed.
         """
-        all_headers = self._with_session({**self._headers, **headers})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth()})
         try:
             if message is None:
                 ctx = self._http.get(self._url, headers=all_headers)
@@ -90,10 +98,10 @@ class HttpChannel:
         session_id, self.session_id = self.session_id, None
         try:  # Best effort: tell a handshake-era server its session is over.
             timeout = aiohttp.ClientTimeout(total=2)
-            headers = {**self._headers, "Mcp-Session-Id": session_id}
+            headers = {**self._headers, **await self._auth(), "Mcp-Session-Id": session_id}
             async with self._http.delete(self._url, headers=headers, timeout=timeout):
                 pass
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, UpstreamError):
             pass
 
     def _with_session(self, headers: dict[str, str]) -> dict[str, str]:
@@ -104,7 +112,7 @@ class HttpChannel:
     async def _post(
         self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None
     ) -> dict[str, Any] | None:
-        all_headers = self._with_session({**self._headers, **headers})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth()})
         try:
             async with self._http.post(self._url, data=orjson.dumps(message), headers=all_headers) as resp:
                 want_id = message.get("id") if "method" in message else None  # None: nothing to wait for

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
-from toolway.upstream.channel import ChannelClosed, OnMessage
+from toolway.upstream.channel import AuthHeaders, ChannelClosed, OnMessage, no_auth
 from toolway.upstream.legacy_sse import Correlator
 
 log = structlog.get_logger("toolway.upstream.websocket")
@@ -48,10 +48,12 @@ class WebSocketChannel:
         on_close: Callable[[str], None] | None = None,
         on_message: OnMessage | None = None,
         heartbeat: float = HEARTBEAT_SECONDS,
+        auth: AuthHeaders = no_auth,
     ) -> None:
         self._url = url
         self._headers = dict(headers)
         self._http = http
+        self._auth = auth  # the gateway's credentials for this server, on the upgrade request
         self._on_close = on_close
         self.on_message = on_message
         self._heartbeat = heartbeat
@@ -74,7 +76,7 @@ class WebSocketChannel:
             ws = await self._http.ws_connect(
                 self._url,
                 protocols=(SUBPROTOCOL,),
-                headers=self._headers,
+                headers={**self._headers, **await self._auth()},
                 heartbeat=self._heartbeat,
                 timeout=_CLOSE_TIMEOUT,
             )
