@@ -18,6 +18,7 @@ registration API calls too), and on every connection the gateway's HTTP client o
 from __future__ import annotations
 
 import asyncio
+import errno
 import fnmatch
 import ipaddress
 import socket
@@ -159,7 +160,8 @@ class EgressResolver(AbstractResolver):
             results = await self._inner.resolve(host, port, family)
             self._egress.check_addresses(url, name, [ipaddress.ip_address(r["host"].split("%")[0]) for r in results])
         except EgressDenied as exc:
-            raise OSError(f"egress refused: {exc.message}") from None
+            # As strerror, so aiohttp's "Cannot connect to host …" message carries it.
+            raise OSError(errno.EACCES, f"egress refused: {exc.message}") from None
         return results
 
     async def close(self) -> None:

@@ -56,10 +56,11 @@ def rules_to_rego(entry: PolicyEntry) -> str:
         "reason := msg if {",
         "\tcovered",
         "\tnot admitted",
-        "\tnames := [descriptions[i] | some i in covering]",
-        '\tmsg := sprintf("%s is not allowed for %s at %s %02d:%02d (%s); rules covering it: %s", '
-        "[input.target, principal, input.time.weekday, input.time.hour, input.time.minute, input.time.timezone, "
-        'concat("; ", names)])',
+        '\tnames := concat("; ", [descriptions[i] | some i in covering])',
+        '\tclock := sprintf("%02d:%02d", [input.time.hour, input.time.minute])',
+        # concat, not sprintf's %s: rego-cpp 1.5 quotes a computed string that %s formats.
+        '\tmsg := concat("", [input.target, " is not allowed for ", principal, " at ", input.time.weekday, " ", '
+        'clock, " (", input.time.timezone, "); rules covering it: ", names])',
         "}",
         "",
     ]
