@@ -18,6 +18,7 @@ Secret values are never logged and never appear in error messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -121,18 +122,17 @@ class ClientCredentialsToken:
             value = getattr(config, key)
             if value is not None:
                 form[key] = value
-        auth = None
+        headers = {"Accept": "application/json"}
         if config.auth_method == "client_secret_basic":
             # RFC 6749 §2.3.1: the id and secret are form-encoded before Basic encoding.
-            auth = aiohttp.BasicAuth(quote_plus(config.client_id), quote_plus(self._secret))
+            pair = f"{quote_plus(config.client_id)}:{quote_plus(self._secret)}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         else:
             form |= {"client_id": config.client_id, "client_secret": self._secret}
         self.fetches += 1
         timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
         try:
-            async with self._http().post(
-                config.token_url, data=form, auth=auth, timeout=timeout, headers={"Accept": "application/json"}
-            ) as resp:
+            async with self._http().post(config.token_url, data=form, timeout=timeout, headers=headers) as resp:
                 status, body = resp.status, await resp.content.read(_MAX_TOKEN_RESPONSE)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
