@@ -212,16 +212,17 @@ class Gateway:
             for server in self.config.servers:  # egress control, before anything connects
                 if isinstance(server, HttpServerConfig) and server.enabled:
                     await self.manager.egress.check_upstream(server.url, unresolvable_ok=True)
-            self.decision_log.open()
         except EgressDenied as exc:
             raise StartupError(f"refusing to start: {exc.message}") from None
-        except OSError as exc:
-            raise StartupError(f"cannot open the decision log {self.config.policy.decision_log}: {exc}") from None
         try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
+        try:
+            self.decision_log.open()
+        except OSError as exc:
+            raise StartupError(f"cannot open the decision log {self.config.policy.decision_log}: {exc}") from None
         await self.policy.__aenter__()
         self._recorder = RegistryRecorder(self._store)
         self.manager.subscribe(self._recorder.on_change)
