@@ -26,13 +26,13 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 from structlog.testing import capture_logs
 
-from toolway.config.policy import OAuth2ClientCredentials
+from toolway.config.policy import OAuth2ClientCredentials, UpstreamCredentials
 from toolway.protocol.errors import UpstreamCredentialsFailed
 from toolway.testing import running_gateway
 from toolway.testing.processes import start_http_upstream
 from toolway.testing.recording import header_values, read_recorded
-from toolway.upstream.credentials import ClientCredentialsToken
-from toolway.upstream.http import new_client_session
+from toolway.upstream.credentials import ClientCredentialsToken, Credentials
+from toolway.upstream.http import HttpChannel, UpstreamHttpError, new_client_session
 
 logging.getLogger().setLevel(logging.WARNING)
 
@@ -247,3 +247,32 @@ async def test_a_token_endpoint_that_refuses_makes_the_server_unavailable_with_t
     finally:
         await upstream.stop()
     assert read_recorded(recorded) == []  # nothing reached the upstream without its credentials
+
+
+async def test_an_upstream_that_answers_401_gets_a_fresh_token_next_time(tokens: TokenServer) -> None:
+    """A token the server no longer accepts (revoked, rotated) is dropped at its 401, not kept until expiry."""
+
+    async def mcp(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer tok-2":
+            return web.Response(status=401, text="invalid token", headers={"WWW-Authenticate": "Bearer"})
+        body = await request.json()
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": {}})
+
+    app = web.Application()
+    app.router.add_post("/mcp", mcp)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/mcp"
+    http = new_client_session()
+    try:
+        async with http:
+            creds = Credentials("web", UpstreamCredentials(oauth2=oauth2(tokens)), lambda: http, ManualClock())
+            channel = HttpChannel(url, {}, http, auth=creds)
+            ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            with pytest.raises(UpstreamHttpError, match="HTTP 401"):
+                await channel.roundtrip(ping, {})
+            assert await channel.roundtrip(ping, {}) == {"jsonrpc": "2.0", "id": 1, "result": {}}
+            assert len(tokens.requests) == 2
+    finally:
+        await runner.cleanup()

@@ -14,7 +14,7 @@ from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.policy.egress import Egress
 from toolway.sessions.upstream import State, UpstreamConnection
-from toolway.upstream.channel import no_auth
+from toolway.upstream.channel import NO_AUTH
 from toolway.upstream.credentials import Credentials
 from toolway.upstream.http import new_client_session
 
@@ -72,7 +72,7 @@ class ConnectionManager:
             if not server.enabled:
                 continue
             creds = self.credentials.get(server.name)
-            auth = creds.headers if creds is not None else no_auth
+            auth = creds if creds is not None else NO_AUTH
             conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified, auth)
             self.connections[server.name] = conn
             task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")

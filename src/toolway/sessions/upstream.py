@@ -29,7 +29,7 @@ from toolway.protocol.errors import (
 )
 from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
 from toolway.sessions.listening import listen_once
-from toolway.upstream.channel import AuthHeaders, Channel, ChannelClosed, SessionExpired, no_auth
+from toolway.upstream.channel import NO_AUTH, Channel, ChannelClosed, SessionExpired, UpstreamAuth
 from toolway.upstream.client import Negotiated, UpstreamClient
 from toolway.upstream.http import HttpChannel
 from toolway.upstream.legacy_sse import LegacySseChannel, NotAnEventStream, says_wrong_transport, sse_urls
@@ -55,7 +55,7 @@ class UpstreamConnection:
         clock: Clock,
         on_change: Callable[[UpstreamConnection], None],
         on_notification: Callable[[UpstreamConnection, dict[str, Any]], None] | None = None,
-        auth: AuthHeaders = no_auth,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self.config = config
         self._auth = auth  # the gateway's own credentials for this server (upstream/credentials.py)
@@ -268,7 +268,7 @@ class UpstreamConnection:
         try:
             client = await self._connect_over(self._new_channel("streamable-http"))
         except UpstreamProtocolError:
-            probe_headers = {**config.headers, **await self._auth()}
+            probe_headers = {**config.headers, **await self._auth.headers()}
             if not await says_wrong_transport(self._http, config.url, probe_headers):
                 raise
             client = await self._fall_back_to_sse(config)

@@ -182,6 +182,11 @@ class Credentials:
             return self._static
         return {**self._static, "Authorization": f"Bearer {await self.oauth2.token()}"}
 
+    def rejected(self) -> None:
+        """The server answered 401: drop the cached token (static secrets cannot be renewed)."""
+        if self.oauth2 is not None:
+            self.oauth2.invalidate()
+
 
 def forwarded(names: tuple[str, ...], client_headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers listed in a server's `forward_headers` (lowercase names), that it sent.

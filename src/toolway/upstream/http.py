@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver
 
 from toolway.protocol.errors import UpstreamError
 from toolway.protocol.versions import H_SESSION_ID
-from toolway.upstream.channel import AuthHeaders, ChannelClosed, OnMessage, SessionExpired, no_auth
+from toolway.upstream.channel import NO_AUTH, ChannelClosed, OnMessage, SessionExpired, UpstreamAuth
 from toolway.upstream.sse import SSEParser
 
 _BASE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -44,7 +44,7 @@ class HttpChannel:
     attributes_messages = True
 
     def __init__(
-        self, url: str, headers: dict[str, str], http: aiohttp.ClientSession, *, auth: AuthHeaders = no_auth
+        self, url: str, headers: dict[str, str], http: aiohttp.ClientSession, *, auth: UpstreamAuth = NO_AUTH
     ) -> None:
         self._url = url
         self._headers = {**_BASE_HEADERS, **headers}
@@ -76,7 +76,7 @@ class HttpChannel:
         `subscriptions/listen`). Returns why the stream ended; `ChannelClosed` when
         the connection failed.
         """
-        all_headers = self._with_session({**self._headers, **headers, **await self._auth()})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth.headers()})
         try:
             if message is None:
                 ctx = self._http.get(self._url, headers=all_headers)
@@ -85,6 +85,8 @@ class HttpChannel:
             async with ctx as resp:
                 if resp.status == 405:
                     return "the server offers no stream here (405)"
+                if resp.status == 401:
+                    self._auth.rejected()
                 if resp.status >= 400 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     return f"the server refused the stream (HTTP {resp.status})"
                 await self._pump(resp, None, on_message)
@@ -98,7 +100,7 @@ class HttpChannel:
         session_id, self.session_id = self.session_id, None
         try:  # Best effort: tell a handshake-era server its session is over.
             timeout = aiohttp.ClientTimeout(total=2)
-            headers = {**self._headers, **await self._auth(), "Mcp-Session-Id": session_id}
+            headers = {**self._headers, **await self._auth.headers(), "Mcp-Session-Id": session_id}
             async with self._http.delete(self._url, headers=headers, timeout=timeout):
                 pass
         except (aiohttp.ClientError, TimeoutError, UpstreamError):
@@ -112,7 +114,7 @@ class HttpChannel:
     async def _post(
         self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None
     ) -> dict[str, Any] | None:
-        all_headers = self._with_session({**self._headers, **headers, **await self._auth()})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth.headers()})
         try:
             async with self._http.post(self._url, data=orjson.dumps(message), headers=all_headers) as resp:
                 want_id = message.get("id") if "method" in message else None  # None: nothing to wait for
@@ -129,6 +131,8 @@ class HttpChannel:
     ) -> dict[str, Any] | None:
         if resp.status == 404 and had_session:
             raise SessionExpired(self._url)
+        if resp.status == 401:
+            self._auth.rejected()
         session_id = resp.headers.get(H_SESSION_ID)
         if session_id:
             self.session_id = session_id
