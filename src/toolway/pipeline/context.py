@@ -63,7 +63,7 @@ class Call:
     client: str | None = None  # where the request came from: the peer's host:port, or "stdio"
     # The client's HTTP request headers (lowercase names; None off HTTP). Only a server's
     # `forward_headers` ever reach an upstream, and never Authorization, Cookie or Mcp-Session-Id.
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)  # repr: they may hold a token
     # Filled in along the way, for logs and metrics.
     server: str | None = None
     target: str | None = None

@@ -65,7 +65,8 @@ class ConnectionManager:
         return [c for c in self.connections.values() if c.state is State.READY]
 
     async def __aenter__(self) -> ConnectionManager:
-        self._http = new_client_session(resolver=self.egress.resolver())
+        self._resolver = self.egress.resolver()  # ours to close: aiohttp closes only resolvers it made
+        self._http = new_client_session(resolver=self._resolver)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         for server in self._config.servers:
@@ -109,6 +110,7 @@ class ConnectionManager:
             await group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
+            await self._resolver.close()
 
     def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:
