@@ -23,6 +23,7 @@ import structlog
 import uvicorn
 
 from toolway.admin.app import AdminApp
+from toolway.auth.setup import AuthSetupError, GatewayAuth, check_listen
 from toolway.clock import Clock, MonotonicClock, WallClock
 from toolway.config.loader import ConfigError
 from toolway.config.model import GatewayConfig, HttpServerConfig
@@ -49,6 +50,7 @@ from toolway.router.router import Router
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
 
@@ -74,7 +76,14 @@ class Gateway:
         """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
-        self.manager = ConnectionManager(config, clock=self.clock)
+        try:
+            self.auth = GatewayAuth(config, self.clock)  # all off without an `auth` section
+        except AuthSetupError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.manager = ConnectionManager(config, clock=self.clock)
+        except UpstreamTlsError as exc:
+            raise StartupError(str(exc)) from None
         self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
         self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
@@ -91,6 +100,7 @@ class Gateway:
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
             events=self.events,
+            visible=self.auth.visible_lists(),
         )
         self.sessions = SessionTable(
             self.clock,
@@ -101,9 +111,13 @@ class Gateway:
         self._tasks: asyncio.TaskGroup | None = None
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
-        policy = PolicyFilter(self.policy, self.events, self._owner_of) if self.policy.active else None
+        authorize = self.auth.authorize(
+            self.router.resource_owner, lambda template: self.router.view().template_owner(template)
+        )
+        policy = PolicyFilter(self.policy, self.events, self.router.resource_owner) if self.policy.active else None
         self.layer = ProtocolLayer(
-            self.tracing.wrap(build_chain(self.router, self.events, policy)),  # one server span around the chain
+            # One server span around the chain.
+            self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize, policy=policy)),
             self.sessions,
             self.capabilities,
             self.hub,
@@ -121,6 +135,7 @@ class Gateway:
             keepalive_seconds=config.streams.keepalive_seconds,
             retry_ms=config.streams.retry_ms,
             max_queued=config.streams.max_queued_messages,
+            auth=self.auth.ingress,
         )
         self.manager.on_notification(self._upstream_notification)
         self.accepting = False
@@ -135,6 +150,7 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
+        self.admin_app.keys = self.auth.api_keys
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -152,9 +168,6 @@ class Gateway:
         conn = self.manager.get(scope)
         upstream = conn.negotiated.capabilities if conn is not None and conn.negotiated is not None else {}
         return {key: upstream[key] for key in _KNOWN_CAPABILITIES if isinstance(upstream.get(key), dict)}
-
-    def _owner_of(self, uri: str) -> str | None:
-        return self.router.view().owner_of(uri)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a job owned by the gateway (for ingress adapters outside this module)."""
@@ -217,6 +230,7 @@ class Gateway:
         try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
+            await self.auth.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -229,6 +243,9 @@ class Gateway:
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
+        reloads = self.auth.background()
+        if reloads is not None:
+            self._spawn(reloads)
         await self.manager.__aenter__()
         connect = max((s.timeouts.connect for s in self.config.servers), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
@@ -261,6 +278,7 @@ class Gateway:
             await self._recorder.flush()
         if self._store is not None:
             await self._store.close()
+        await self.auth.close()
 
 
 class _Listener(uvicorn.Server):
@@ -287,24 +305,32 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket, path: str) -> str:
+def _url(sock: socket.socket, path: str, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def _listener(app: Any, drain: float, keepalive: float = 20.0, max_message: int = 16 * 1024 * 1024) -> _Listener:
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-        ws="websockets-sansio",
-        ws_ping_interval=keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
-        ws_ping_timeout=keepalive,
-        ws_max_size=max_message,  # larger frames close with 1009
-        timeout_graceful_shutdown=max(1, round(drain)),
-    )
+def _listener(
+    app: Any,
+    drain: float,
+    keepalive: float = 20.0,
+    max_message: int = 16 * 1024 * 1024,
+    options: dict[str, Any] | None = None,
+) -> _Listener:
+    settings: dict[str, Any] = {
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_ping_interval": keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
+        "ws_ping_timeout": keepalive,
+        "ws_max_size": max_message,  # larger frames close with 1009
+        "timeout_graceful_shutdown": max(1, round(drain)),
+    }
+    # TLS termination (auth.mtls): ssl_* and the protocols that hand the app the client certificate.
+    settings.update(options or {})
+    config = uvicorn.Config(app, **settings)
     return _Listener(config)
 
 
@@ -317,6 +343,10 @@ async def running(
     Raises:
         StartupError: a port cannot be bound or the store cannot be opened.
     """
+    try:
+        check_listen(config)
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
     sockets = [_bind(config.listen.host, config.listen.port)]
     if config.admin.enabled:
         try:
@@ -326,7 +356,8 @@ async def running(
             raise
     async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
         drain = config.shutdown.drain_seconds
-        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes)]
+        tls = gateway.auth.listener_options()
+        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
         tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
@@ -334,7 +365,9 @@ async def running(
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.01)
-        endpoints = Endpoints(_url(sockets[0], "/mcp"), _url(sockets[1], "") if len(sockets) > 1 else None)
+        endpoints = Endpoints(
+            _url(sockets[0], "/mcp", "https" if tls else "http"), _url(sockets[1], "") if len(sockets) > 1 else None
+        )
         # Start-up leaves ~90k long-lived objects (modules, config, catalogs). Moving them out
         # of the collector's reach turns 50-80 ms full collections into a few ms (bench/README.md).
         gc.collect()
@@ -403,6 +436,7 @@ async def run_stdio(config: GatewayConfig, server: str | None) -> None:
             scope=server,
             transport="stdio",
             client="stdio",
+            identity=gateway.auth.stdio_identity,  # the local operator, when authentication is on
             max_message_bytes=config.limits.max_body_bytes,
             max_queued=config.streams.max_queued_messages,
         )

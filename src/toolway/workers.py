@@ -60,6 +60,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from toolway.app import Gateway, StartupError, _listener, _loop_factory
+from toolway.auth.setup import AuthSetupError, check_listen
 from toolway.config.loader import ConfigError
 from toolway.config.model import GatewayConfig
 from toolway.ingress.asgi import respond_json
@@ -722,8 +723,9 @@ def serve_workers(config: GatewayConfig, workers: int) -> int:
     tw_logging.configure(config.logging.level, config.logging.format)
     supervisor = Supervisor(config, workers)
     try:
+        check_listen(config)
         supervisor.bind()
-    except StartupError as exc:
+    except (StartupError, AuthSetupError) as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
 

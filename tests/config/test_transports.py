@@ -52,7 +52,7 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
     assert message == (
         "toolway.yaml: servers.0.comand: unknown field;"
         " expected one of: credentials, enabled, era, forward_headers, headers, keepalive_seconds, log_payloads,"
-        " name, reconnect, timeouts, transport, url"
+        " name, reconnect, timeouts, tls, transport, url"
     )
 
 

@@ -30,7 +30,7 @@ logging.getLogger().setLevel(logging.WARNING)
 
 PARIS = ZoneInfo("Europe/Paris")
 ERAS = ["legacy", "2026-07-28"]
-FORBIDDEN = -32003
+POLICY_DENIED = -32004
 OFFICE_HOURS = """\
 package toolway.hours
 
@@ -96,7 +96,7 @@ async def test_enforce_denies_at_18_00_and_allows_at_10_00(
         async with Client(gw.url, mode=mode) as client:
             with pytest.raises(MCPError) as caught:
                 await client.call_tool("web__echo", {"text": "after hours"})
-            assert caught.value.error.code == FORBIDDEN
+            assert caught.value.error.code == POLICY_DENIED
             assert caught.value.error.message == f"denied by policy 'office-hours': {DENIED}"
             assert caught.value.error.data == {"policy": "office-hours", "reason": DENIED}
             assert text(await client.call_tool("files__echo", {"text": "not restricted"})) == "not restricted"
@@ -146,7 +146,7 @@ async def test_built_in_rules_allow_list(upstreams: dict[str, RunningHttpUpstrea
             assert text(await client.call_tool("files__add", {"a": 1, "b": 2})) == "3"
             with pytest.raises(MCPError) as caught:
                 await client.call_tool("web__add", {"a": 1, "b": 2})
-            assert caught.value.error.code == FORBIDDEN
+            assert caught.value.error.code == POLICY_DENIED
             assert caught.value.error.message == (
                 "denied by policy 'allow-list': web/add: no rule covers it and the policy denies by default"
             )

@@ -7,6 +7,7 @@
 - `/metrics`: Prometheus exposition (OpenMetrics when the scraper asks for it).
 - `/admin/stats`: per-server and per-tool calls, errors and latency over a recent window.
 - `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
+- `POST /admin/keys/reload`: re-read the API key table now (`toolway keys` calls it).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from toolway.auth.api_key import ApiKeys
 from toolway.ingress.asgi import respond, respond_json
 from toolway.observability.audit import AuditLog
 from toolway.observability.metrics import Metrics
 from toolway.observability.stats import Stats
+from toolway.registry.store import StoreError
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State
 
@@ -28,6 +31,7 @@ STORE_CHECK_SECONDS = 2.0
 
 class AdminApp:
     audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
+    keys: ApiKeys | None = None  # set by the composition root when API keys are on
 
     def __init__(
         self,
@@ -63,6 +67,8 @@ class AdminApp:
             await respond_json(send, 200, self._stats.snapshot())
         elif path == "/admin/audit" and self.audit is not None:
             await self.audit.serve_admin(scope, send)
+        elif path == "/admin/keys/reload" and self.keys is not None:
+            await _reload_keys(self.keys, scope["method"], send)
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
 
@@ -107,3 +113,15 @@ class AdminApp:
             reasons.append(f"the store is unreachable: {exc}")
             return False
         return True
+
+
+async def _reload_keys(keys: ApiKeys, method: str, send: Any) -> None:
+    if method != "POST":
+        await respond(send, 405, headers=[(b"allow", b"POST")])
+        return
+    try:
+        count = await keys.reload()
+    except StoreError as exc:
+        await respond_json(send, 503, {"error": str(exc)})
+        return
+    await respond_json(send, 200, {"keys": count})

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from toolway.cli.audit import audit_app
+from toolway.cli.keys import keys_app
 from toolway.cli.policy import policy_app
 from toolway.cli.stats import stats_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
@@ -39,6 +40,7 @@ tools_app = typer.Typer(help="Inspect the tools recorded from upstream servers."
 app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
 app.command("stats")(stats_command)
 

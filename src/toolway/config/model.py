@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from toolway.config.auth import AuthConfig, UpstreamTls
 from toolway.config.policy import EgressConfig, PolicyConfig, UpstreamCredentials, check_forward_headers
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
@@ -93,6 +94,7 @@ class HttpServerConfig(_ServerBase):
     transport: HttpTransport
     url: str
     headers: dict[str, str] = {}
+    tls: UpstreamTls | None = None  # a client certificate (and CA) for upstreams that require mTLS
     # What the gateway presents upstream (static secret headers, OAuth2 client credentials), and
     # which of the client's own request headers pass through (never Authorization/Cookie/session).
     credentials: UpstreamCredentials | None = None
@@ -196,6 +198,9 @@ class GatewayConfig(_Model):
     audit: Audit = Audit()
     shutdown: Shutdown = Shutdown()
     streams: Streams = Streams()
+    # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
+    # "none": none, said explicitly (needed to listen elsewhere without authentication).
+    auth: AuthConfig | None = None
     policy: PolicyConfig = PolicyConfig()  # OPA/Rego and built-in rules (docs/policy.md)
     egress: EgressConfig = EgressConfig()  # which upstream addresses may be reached
     # Key for signing pagination cursors. Unset: a random key per process.

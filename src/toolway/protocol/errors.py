@@ -18,7 +18,10 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
-FORBIDDEN: Final = -32003  # a policy (or an authorization rule) refused the call
+PERMISSION_DENIED: Final = -32003  # the caller is authenticated but lacks the scope (data.requiredScope)
+# An enforced policy refused the call (data.policy, data.reason). Not -32003: no scope would
+# help, so it must not draw the insufficient_scope step-up challenge.
+POLICY_DENIED: Final = -32004
 
 
 class ToolwayError(Exception):
@@ -87,10 +90,36 @@ class SessionNotFound(ToolwayError):
     http_status = 404
 
 
+class AuthenticationFailed(ToolwayError):
+    """No acceptable credentials: an HTTP 401 with `WWW-Authenticate`, never a JSON-RPC answer.
+
+    `error` is the RFC 6750 error code ("invalid_request", "invalid_token"), or None when
+    the request carried no credentials at all (RFC 6750 §3.1: then no error code is sent).
+    """
+
+    code = INVALID_REQUEST
+    http_status = 401
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class PermissionDenied(ToolwayError):
+    """The caller may not do this: `data.requiredScope` names the missing permission."""
+
+    code = PERMISSION_DENIED
+    http_status = 403
+
+    def __init__(self, message: str, *, required: str) -> None:
+        super().__init__(message, data={"requiredScope": required})
+        self.required = required
+
+
 class PolicyDenied(ToolwayError):
     """An enforced policy refused the call; `data` names the policy and its reason."""
 
-    code = FORBIDDEN
+    code = POLICY_DENIED
 
     def __init__(self, policy: str, reason: str) -> None:
         super().__init__(f"denied by policy {policy!r}: {reason}", data={"policy": policy, "reason": reason})
@@ -102,7 +131,7 @@ class EgressDenied(ToolwayError):
     """An upstream URL points somewhere egress control forbids; the message names the rule."""
 
     code = INVALID_PARAMS
-    http_status = 403
+    http_status = 400
 
 
 class UpstreamError(ToolwayError):
@@ -154,6 +183,7 @@ MODERN_STATUS: Final = {
     MISSING_CLIENT_CAPABILITY: 400,
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
+    PERMISSION_DENIED: 403,  # with WWW-Authenticate: Bearer error="insufficient_scope" (step-up)
 }
 
 

@@ -25,6 +25,8 @@ from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.credentials import forwarded
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
+# The items of a merged list that the call's identity may see (set when authentication is on).
+Visible = Callable[[Call, View], list[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
 # Methods the 2026-07-28 revision removed: a stateless-era client gets -32601 for them.
 _REMOVED_IN_2026 = frozenset({"ping", "resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
@@ -40,8 +42,10 @@ class Router:
         page_size: int,
         cursors: CursorCodec,
         events: Events | None = None,
+        visible: Visible | None = None,
     ) -> None:
         self._manager = manager
+        self._visible = visible
         self._events = events
         self._hub = hub
         self._page_size = page_size
@@ -75,12 +79,18 @@ class Router:
             self._view = build_view(generation, self._manager.ready())
         return self._view
 
+    def resource_owner(self, uri: str) -> str | None:
+        """The server a resource request for `uri` goes to on `/mcp` (as `_by_uri` routes it)."""
+        return self.view().owner_of(uri) or self._sole_resource_server()
+
     async def _ping(self, call: Call) -> dict[str, Any]:
         return {}
 
     async def _list(self, call: Call) -> dict[str, Any]:
         view = self.view()
-        items = view.lists.get(call.method, [])
+        # Filtered before slicing, so pages and cursors are those of what the caller may see.
+        visible = self._visible
+        items = visible(call, view) if visible is not None and call.identity is not None else view.lists[call.method]
         cursor = (call.params or {}).get("cursor")
         start = self._cursors.offset(call.method, cursor) if cursor is not None else 0
         end = start + self._page_size

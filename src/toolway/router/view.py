@@ -25,6 +25,9 @@ class View:
     private: bool = True
     resource_owner: dict[str, str] = field(default_factory=dict)
     templates: tuple[tuple[re.Pattern[str], str, str], ...] = ()  # (matcher, server, uriTemplate)
+    # Per list, parallel to `lists`: the server of each item and its own (un-namespaced) name,
+    # so authorization can filter a list per identity before it is paginated.
+    origins: dict[str, tuple[tuple[str, str | None], ...]] = field(default_factory=dict)
 
     def owner_of(self, uri: str) -> str | None:
         """The server that listed this URI, else the first whose template matches it."""
@@ -40,6 +43,7 @@ class View:
 def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
     """Merge catalogs in config order; on a URI collision the first server wins."""
     lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
+    origins: dict[str, list[tuple[str, str | None]]] = {method: [] for method in LISTS}
     owners: dict[str, str] = {}
     templates: list[tuple[re.Pattern[str], str, str]] = []
     ttls: list[int] = []
@@ -48,9 +52,11 @@ def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
         catalog = conn.catalog
         for method in LISTS:
             for item in catalog.get(method):
-                if method in _NAMESPACED and isinstance(item.get("name"), str):
-                    item = {**item, "name": qualify(conn.name, item["name"])}
+                own = item.get("name")
+                if method in _NAMESPACED and isinstance(own, str):
+                    item = {**item, "name": qualify(conn.name, own)}
                 lists[method].append(item)
+                origins[method].append((conn.name, own if isinstance(own, str) else None))
         for resource in catalog.get("resources/list"):
             uri = resource.get("uri")
             if isinstance(uri, str):
@@ -69,6 +75,7 @@ def build_view(generation: int, connections: list[UpstreamConnection]) -> View:
         private=private or not connections,
         resource_owner=owners,
         templates=tuple(templates),
+        origins={method: tuple(pairs) for method, pairs in origins.items()},
     )
 
 

@@ -12,11 +12,12 @@ import aiohttp
 
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig, HttpServerConfig
-from toolway.policy.egress import Egress
+from toolway.policy.egress import Egress, EgressResolver
 from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.channel import NO_AUTH
 from toolway.upstream.credentials import Credentials
 from toolway.upstream.http import new_client_session
+from toolway.upstream.tls import client_context
 
 Listener = Callable[[UpstreamConnection], None]
 NotificationListener = Callable[[UpstreamConnection, dict[str, Any]], None]
@@ -41,12 +42,20 @@ class ConnectionManager:
             for s in config.servers
             if isinstance(s, HttpServerConfig) and s.credentials is not None and s.enabled
         }
+        self._own_pools: list[aiohttp.ClientSession] = []
+        self._resolver: EgressResolver | None = None
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
         self._notification_listeners: list[NotificationListener] = []
         self.connections: dict[str, UpstreamConnection] = {}
         self.generation = 0
+        # Built now, so a bad certificate file stops start-up with its name (UpstreamTlsError).
+        self._tls = {
+            s.name: client_context(s.name, s.tls)
+            for s in config.servers
+            if isinstance(s, HttpServerConfig) and s.tls is not None
+        }
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on every change; returns the function that unsubscribes it."""
@@ -73,8 +82,13 @@ class ConnectionManager:
             if not server.enabled:
                 continue
             creds = self.credentials.get(server.name)
+            http = self._http
+            tls = self._tls.get(server.name)
+            if tls is not None:  # A client certificate is per server: its own pool (upstream/tls.py).
+                http = new_client_session(tls, resolver=self._resolver)
+                self._own_pools.append(http)
             auth = creds if creds is not None else NO_AUTH
-            conn = UpstreamConnection(server, self._http, self._clock, self._changed, self._notified, auth)
+            conn = UpstreamConnection(server, http, self._clock, self._changed, self._notified, auth)
             self.connections[server.name] = conn
             task = self._group.create_task(conn.supervise(self.spawn), name=f"supervise-{server.name}")
             self._supervisors.append(task)
@@ -110,7 +124,12 @@ class ConnectionManager:
             await group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
-            await self._resolver.close()
+        for pool in self._own_pools:
+            await pool.close()
+        self._own_pools.clear()
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            await resolver.close()
 
     def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:

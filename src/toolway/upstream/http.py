@@ -9,6 +9,7 @@ session, or a `subscriptions/listen` POST — for messages outside any request.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiohttp
@@ -29,12 +30,19 @@ class UpstreamHttpError(Exception):
     """The upstream answered HTTP with something that is not a JSON-RPC message."""
 
 
-def new_client_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
-    """The gateway's one pooled client. Keep-alive idles out before typical servers' 5 s.
-
-    `resolver` decides which addresses may be connected to (egress control, `policy/egress.py`).
-    """
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0, resolver=resolver)
+def new_client_session(
+    ssl_context: ssl.SSLContext | None = None, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The gateway's pooled client (one, plus one per server with its own TLS settings).
+    Keep-alive idles out before typical servers' 5 s. `resolver` decides which addresses may
+    be connected to (egress control, `policy/egress.py`)."""
+    connector = aiohttp.TCPConnector(
+        limit=256,
+        limit_per_host=128,
+        keepalive_timeout=4.0,
+        ssl=ssl_context if ssl_context is not None else True,
+        resolver=resolver,
+    )
     return aiohttp.ClientSession(connector=connector, timeout=_NO_TIMEOUT)
 
 
