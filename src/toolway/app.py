@@ -25,8 +25,9 @@ import uvicorn
 from toolway.admin.app import AdminApp
 from toolway.admin.traffic import TrafficAdmin
 from toolway.auth.setup import AuthSetupError, GatewayAuth, check_listen
-from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.clock import Clock, MonotonicClock, WallClock
+from toolway.config.loader import ConfigError
+from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
@@ -36,6 +37,10 @@ from toolway.observability.audit import AuditLog
 from toolway.observability.events import Events
 from toolway.observability.tracing import Tracing
 from toolway.pipeline.chain import build_chain
+from toolway.pipeline.policy import PolicyFilter
+from toolway.policy.decision_log import DecisionLog
+from toolway.policy.engine import PolicyEngine
+from toolway.protocol.errors import EgressDenied
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
@@ -69,7 +74,10 @@ class Endpoints:
 class Gateway:
     """Every component, wired once. `async with` owns their lifetimes."""
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+    ) -> None:
+        """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
         try:
@@ -81,12 +89,15 @@ class Gateway:
             self.manager = ConnectionManager(config, clock=self.clock, events=self.events)
         except UpstreamTlsError as exc:
             raise StartupError(str(exc)) from None
+        self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
+        self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
         self.audit = AuditLog(config.audit)
         self.audit.install(self.events)
+        self.decision_log.install(self.events)
         self.router = Router(
             self.manager,
             self.hub,
@@ -110,8 +121,10 @@ class Gateway:
         authorize = self.auth.authorize(
             self.router.resource_owner, lambda template: self.router.view().template_owner(template)
         )
+        policy = PolicyFilter(self.policy, self.events, self.router.resource_owner) if self.policy.active else None
         self.layer = ProtocolLayer(
-            self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize)),  # one span around it
+            # One server span around the chain.
+            self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize, policy=policy)),
             self.sessions,
             self.capabilities,
             self.hub,
@@ -218,11 +231,23 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         try:
+            for server in self.config.servers:  # egress control, before anything connects
+                if isinstance(server, HttpServerConfig) and server.enabled:
+                    for url in server.urls():  # every replica's
+                        await self.manager.egress.check_upstream(url, unresolvable_ok=True)
+        except EgressDenied as exc:
+            raise StartupError(f"refusing to start: {exc.message}") from None
+        try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
             await self.auth.start(self.config.store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
+        try:
+            self.decision_log.open()
+        except OSError as exc:
+            raise StartupError(f"cannot open the decision log {self.config.policy.decision_log}: {exc}") from None
+        await self.policy.__aenter__()
         self._recorder = RegistryRecorder(self._store)
         self.manager.subscribe(self._recorder.on_change)
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
@@ -252,6 +277,8 @@ class Gateway:
         # Every call has finished, so every audit record is queued: write them all.
         log.info("shutdown: writing the audit log and the last spans")
         await self.audit.close()
+        await self.policy.__aexit__(None, None, None)
+        self.decision_log.close()
         await self.tracing.shutdown()
         if self._recorder_task is not None:
             self._recorder_task.cancel()
@@ -318,7 +345,9 @@ def _listener(
 
 
 @contextlib.asynccontextmanager
-async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+async def running(
+    config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
     Raises:
@@ -335,7 +364,7 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
         except StartupError:
             sockets[0].close()
             raise
-    async with Gateway(config, clock=clock) as gateway:
+    async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
         drain = config.shutdown.drain_seconds
         tls = gateway.auth.listener_options()
         listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]
@@ -392,6 +421,9 @@ def serve(config: GatewayConfig) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a policy that does not compile, a secret file that cannot be read
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -449,6 +481,9 @@ def serve_stdio(config: GatewayConfig, server: str | None = None) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

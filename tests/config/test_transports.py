@@ -51,8 +51,9 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
     message = error_of(server("auto", "http://x", ", comand: [y]"))
     assert message == (
         "toolway.yaml: servers.0.comand: unknown field;"
-        " expected one of: affinity, balance, breaker, enabled, endpoints, era, headers, keepalive_seconds,"
-        " log_payloads, name, outlier_detection, pool, reconnect, retries, timeouts, tls, transport, url"
+        " expected one of: affinity, balance, breaker, credentials, enabled, endpoints, era, forward_headers,"
+        " headers, keepalive_seconds, log_payloads, name, outlier_detection, pool, reconnect, retries, timeouts,"
+        " tls, transport, url"
     )
 
 

@@ -16,6 +16,7 @@ import typer
 
 from toolway.cli.audit import audit_app
 from toolway.cli.keys import keys_app
+from toolway.cli.policy import policy_app
 from toolway.cli.stats import stats_command
 from toolway.cli.traffic import drain_command, kill_command, revive_command, traffic_command, weight_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
@@ -41,6 +42,7 @@ app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
 app.command("stats")(stats_command)
 app.command("kill")(kill_command)  # traffic control through the admin API (cli/traffic.py)
 app.command("revive")(revive_command)

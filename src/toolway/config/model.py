@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from toolway.config.auth import AuthConfig, UpstreamTls
+from toolway.config.policy import EgressConfig, PolicyConfig, UpstreamCredentials, check_forward_headers
 from toolway.config.routing import Endpoint, RoutingFields, check_endpoints
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
@@ -101,11 +102,24 @@ class HttpServerConfig(_ServerBase):
     endpoints: list[Endpoint] | None = None
     headers: dict[str, str] = {}
     tls: UpstreamTls | None = None  # a client certificate (and CA) for upstreams that require mTLS
+    # What the gateway presents upstream (static secret headers, OAuth2 client credentials), and
+    # which of the client's own request headers pass through (never Authorization/Cookie/session).
+    credentials: UpstreamCredentials | None = None
+    forward_headers: list[str] = []
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, value: list[str]) -> list[str]:
+        return check_forward_headers(value)
 
     @model_validator(mode="after")
     def _one_of_url_or_endpoints(self) -> HttpServerConfig:
         check_endpoints(self.url, self.endpoints)
         return self
+
+    def urls(self) -> list[str]:
+        """Every replica's URL: `url`, or each of `endpoints`."""
+        return [self.url] if self.endpoints is None else [e.url for e in self.endpoints]
 
     @field_validator("url")
     @classmethod
@@ -203,6 +217,8 @@ class GatewayConfig(_Model):
     # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
     # "none": none, said explicitly (needed to listen elsewhere without authentication).
     auth: AuthConfig | None = None
+    policy: PolicyConfig = PolicyConfig()  # OPA/Rego and built-in rules (docs/policy.md)
+    egress: EgressConfig = EgressConfig()  # which upstream addresses may be reached
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

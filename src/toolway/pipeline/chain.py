@@ -22,7 +22,9 @@ async def _stage(stage: Filter, next_: Handler, call: Call) -> dict:  # type: ig
     return await stage(call, next_)
 
 
-def build_chain(router: Handler, events: Events, *, authorize: Filter | None = None) -> Handler:
+def build_chain(
+    router: Handler, events: Events, *, authorize: Filter | None = None, policy: Filter | None = None
+) -> Handler:
     """The gateway's chain. Order matters:
 
     1. Observe first, so its event (the access log line, metrics, audit) covers
@@ -32,9 +34,13 @@ def build_chain(router: Handler, events: Events, *, authorize: Filter | None = N
     2. Authorize (when authentication is on): after Observe, so refused calls are logged
        and audited under the caller's name; before policy, rate limits and caching (which
        slot in after it as they arrive), so nothing is spent on a call that is not allowed.
-    3. The router last: it is the terminal stage that reaches the upstreams.
+    3. Policy (`pipeline/policy.py`, when any policy is not `off`): after authorization, so a
+       policy sees only calls the caller's scopes allow, with the caller's identity.
+    4. The router last: it is the terminal stage that reaches the upstreams.
     """
     filters: list[Filter] = [Observe(events)]
     if authorize is not None:
         filters.append(authorize)
+    if policy is not None:
+        filters.append(policy)
     return compose(filters, router)

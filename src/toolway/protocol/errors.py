@@ -19,6 +19,9 @@ HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 PERMISSION_DENIED: Final = -32003  # the caller is authenticated but lacks the scope (data.requiredScope)
+# An enforced policy refused the call (data.policy, data.reason). Not -32003: no scope would
+# help, so it must not draw the insufficient_scope step-up challenge.
+POLICY_DENIED: Final = -32004
 KILLED: Final = -32010  # an operator's kill switch turned the server or tool off (docs/routing.md)
 
 
@@ -119,6 +122,24 @@ class PermissionDenied(ToolwayError):
         self.required = required
 
 
+class PolicyDenied(ToolwayError):
+    """An enforced policy refused the call; `data` names the policy and its reason."""
+
+    code = POLICY_DENIED
+
+    def __init__(self, policy: str, reason: str) -> None:
+        super().__init__(f"denied by policy {policy!r}: {reason}", data={"policy": policy, "reason": reason})
+        self.policy = policy
+        self.reason = reason
+
+
+class EgressDenied(ToolwayError):
+    """An upstream URL points somewhere egress control forbids; the message names the rule."""
+
+    code = INVALID_PARAMS
+    http_status = 400
+
+
 class UpstreamError(ToolwayError):
     """Something went wrong talking to one upstream server; the message names it.
 
@@ -179,6 +200,10 @@ class Killed(UpstreamError):
 
     code = KILLED
     kind = "killed"
+
+
+class UpstreamCredentialsFailed(UpstreamUnavailable):
+    """The gateway could not get the credentials it presents to the server (e.g. its OAuth2 token)."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -196,10 +196,10 @@ class ProtocolLayer:
             sink=sink,
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
-            headers=inbound.headers,
             client=inbound.client,
             identity=inbound.identity,
             principal=inbound.identity.subject if inbound.identity is not None else None,
+            headers=inbound.headers,
         )
         try:
             result = await self._handler(call)
@@ -343,11 +343,11 @@ class ProtocolLayer:
             sink=sink,
             log_level=session.log_level or "debug",
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
-            headers=inbound.headers,
             subscriber=session.id,
             client=inbound.client,
             identity=inbound.identity,
             principal=inbound.identity.subject if inbound.identity is not None else None,
+            headers=inbound.headers,
         )
         result = await self._handler(call)
         # A stateless-era server asked for input: ask the client the old way, then retry.

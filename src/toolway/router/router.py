@@ -26,6 +26,7 @@ from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.pool import ServerPool
 from toolway.sessions.upstream import State
+from toolway.upstream.credentials import forwarded
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
 # The items of a merged list that the call's identity may see (set when authentication is on).
@@ -220,6 +221,8 @@ class Router:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
+        if conn.forward_headers and call.headers is not None:  # only the headers the server's config lists
+            headers = {**(headers or {}), **forwarded(conn.forward_headers, call.headers)}
         span = upstream_span(call, conn.name)  # None unless tracing is on
         if span is not None:  # W3C trace context in the HTTP headers and params._meta
             params, headers = span.inject(params, headers)

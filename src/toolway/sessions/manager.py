@@ -13,8 +13,11 @@ import aiohttp
 from toolway.clock import Clock, MonotonicClock
 from toolway.config.model import GatewayConfig, HttpServerConfig, StdioServerConfig
 from toolway.observability.events import Events
+from toolway.policy.egress import Egress, EgressResolver
 from toolway.sessions.pool import ServerPool
 from toolway.sessions.upstream import State
+from toolway.upstream.channel import NO_AUTH
+from toolway.upstream.credentials import Credentials
 from toolway.upstream.http import new_client_session
 from toolway.upstream.tls import client_context
 
@@ -32,11 +35,20 @@ class ConnectionManager:
     """
 
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None, events: Events | None = None) -> None:
+        """Raises: CredentialsError when a server's secret cannot be read."""
         self._config = config
         self._clock = clock or MonotonicClock()
         self._events = events
+        self.egress = Egress(config.egress)
         self._http: aiohttp.ClientSession | None = None
+        # Each server's own credentials, secrets read now (start-up), tokens fetched when first needed.
+        self.credentials = {
+            s.name: Credentials(s.name, s.credentials, self._client, self._clock)
+            for s in config.servers
+            if isinstance(s, HttpServerConfig) and s.credentials is not None and s.enabled
+        }
         self._own_pools: list[aiohttp.ClientSession] = []
+        self._resolver: EgressResolver | None = None
         self._group: asyncio.TaskGroup | None = None
         self._supervisors: list[asyncio.Task[None]] = []
         self._listeners: list[Listener] = []
@@ -72,7 +84,8 @@ class ConnectionManager:
         return [p for p in self.pools.values() if p.state is State.READY]
 
     async def __aenter__(self) -> ConnectionManager:
-        self._http = new_client_session()
+        self._resolver = self.egress.resolver()  # ours to close: aiohttp closes only resolvers it made
+        self._http = new_client_session(resolver=self._resolver)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         for server in self._config.servers:
@@ -86,9 +99,11 @@ class ConnectionManager:
         http = self._http
         tls = self._tls.get(server.name)
         if tls is not None:  # A client certificate is per server: its own pool (upstream/tls.py).
-            http = new_client_session(tls)
+            http = new_client_session(tls, resolver=self._resolver)
             self._own_pools.append(http)
-        pool = ServerPool(server, http, self._clock, self._changed, self._notified, self._events)
+        creds = self.credentials.get(server.name)
+        auth = creds if creds is not None else NO_AUTH  # one server's credentials serve all its replicas
+        pool = ServerPool(server, http, self._clock, self._changed, self._notified, self._events, auth)
         self.pools[server.name] = pool
         for replica in pool.replicas:
             name = f"supervise-{server.name}-{replica.id}"
@@ -102,6 +117,10 @@ class ConnectionManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await asyncio.gather(*waits)
+
+    def _client(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "the manager is not running"
+        return self._http
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short background job owned by the manager's task group."""
@@ -124,6 +143,9 @@ class ConnectionManager:
         for pool in self._own_pools:
             await pool.close()
         self._own_pools.clear()
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            await resolver.close()
 
     def _notified(self, pool: ServerPool, msg: dict[str, Any]) -> None:
         for listener in self._notification_listeners:

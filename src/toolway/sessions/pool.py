@@ -22,6 +22,7 @@ from toolway.registry.catalog import EMPTY, ServerCatalog
 from toolway.router.breaker import BreakerState, CircuitBreaker
 from toolway.router.outlier import OutlierTracker
 from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.upstream.channel import NO_AUTH, UpstreamAuth
 from toolway.upstream.client import Negotiated
 
 ServerConfig = StdioServerConfig | HttpServerConfig
@@ -123,6 +124,7 @@ class ServerPool:
         on_change: Callable[[ServerPool], None],
         on_notification: Callable[[ServerPool, dict[str, Any]], None] | None = None,
         events: Events | None = None,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -132,7 +134,7 @@ class ServerPool:
         self._on_notification = on_notification
         self.replicas: list[Replica] = []
         for replica_id, replica_config, extra in _replica_configs(config):
-            conn = UpstreamConnection(replica_config, http, clock, self._changed, self._notified)
+            conn = UpstreamConnection(replica_config, http, clock, self._changed, self._notified, auth)
             self.replicas.append(Replica(self, replica_id, conn, **extra))
         self._by_id = {r.id: r for r in self.replicas}
         self._by_conn = {id(r.conn): r for r in self.replicas}
@@ -185,6 +187,10 @@ class ServerPool:
     @property
     def resource_subscriptions(self) -> set[str]:
         return self.primary.resource_subscriptions
+
+    @property
+    def forward_headers(self) -> tuple[str, ...]:
+        return self.primary.forward_headers
 
     @property
     def effective_transport(self) -> str | None:

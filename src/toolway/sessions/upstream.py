@@ -32,7 +32,7 @@ from toolway.protocol.errors import (
 from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
 from toolway.sessions.deadline import WatchedSink
 from toolway.sessions.listening import listen_once
-from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
+from toolway.upstream.channel import NO_AUTH, Channel, ChannelClosed, SessionExpired, UpstreamAuth
 from toolway.upstream.client import Negotiated, UpstreamClient
 from toolway.upstream.http import HttpChannel
 from toolway.upstream.legacy_sse import LegacySseChannel, NotAnEventStream, says_wrong_transport, sse_urls
@@ -58,8 +58,12 @@ class UpstreamConnection:
         clock: Clock,
         on_change: Callable[[UpstreamConnection], None],
         on_notification: Callable[[UpstreamConnection, dict[str, Any]], None] | None = None,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self.config = config
+        self._auth = auth  # the gateway's own credentials for this server (upstream/credentials.py)
+        # The client's request headers passed through (config `forward_headers`, lowercase).
+        self.forward_headers = tuple(config.forward_headers) if isinstance(config, HttpServerConfig) else ()
         self.name = config.name
         self._http = http
         self._clock = clock
@@ -293,7 +297,8 @@ class UpstreamConnection:
         try:
             client = await self._connect_over(self._new_channel("streamable-http"))
         except UpstreamProtocolError:
-            if not await says_wrong_transport(self._http, config.url, dict(config.headers)):
+            probe_headers = {**config.headers, **await self._auth.headers()}
+            if not await says_wrong_transport(self._http, config.url, probe_headers):
                 raise
             client = await self._fall_back_to_sse(config)
         else:
@@ -304,7 +309,9 @@ class UpstreamConnection:
         """Raises: `NotAnEventStream` when no candidate URL serves an event stream."""
         error = NotAnEventStream(f"no event stream at {config.url}")
         for url in sse_urls(config.url):
-            channel = LegacySseChannel(url, dict(config.headers), self._http, on_close=self._channel_closed)
+            channel = LegacySseChannel(
+                url, dict(config.headers), self._http, on_close=self._channel_closed, auth=self._auth
+            )
             try:
                 client = await self._connect_over(channel)
             except NotAnEventStream as exc:
@@ -335,10 +342,10 @@ class UpstreamConnection:
             return StdioChannel(config.name, command, env, config.cwd, on_close=self._channel_closed)
         url, headers = self._url or config.url, dict(config.headers)
         if transport == "sse":
-            return LegacySseChannel(url, headers, self._http, on_close=self._channel_closed)
+            return LegacySseChannel(url, headers, self._http, on_close=self._channel_closed, auth=self._auth)
         if transport == "websocket":
-            return WebSocketChannel(url, headers, self._http, on_close=self._channel_closed)
-        return HttpChannel(url, headers, self._http)
+            return WebSocketChannel(url, headers, self._http, on_close=self._channel_closed, auth=self._auth)
+        return HttpChannel(url, headers, self._http, auth=self._auth)
 
     def _channel_closed(self, reason: str) -> None:
         """A message-stream channel (stdio, SSE, WebSocket) lost its transport."""

@@ -11,6 +11,7 @@ Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
     --extra-tools N                  add tools t000..t(N-1), each returning its own name
     --page-size N                    paginate tools/list, N tools a page (0, the default: one page)
     --journal PATH                   also append the keys of the ``record`` tool to this file
+    --record-headers FILE            http, sse, ws: append each request's headers to FILE (JSON lines)
 
 What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``, and the
 tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sample``, ``roots``,
@@ -206,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="add tools t000..t(N-1)")
     parser.add_argument("--page-size", type=int, default=0, metavar="N", help="paginate tools/list (0: off)")
     parser.add_argument("--journal", default=None, metavar="PATH", help="append `record` keys to this file")
+    parser.add_argument("--record-headers", metavar="FILE", help="http, sse, ws: append each request's headers")
     return parser
 
 
@@ -245,12 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=port,
                 json_response=bool(args.json_response),
                 stateless=bool(args.stateless),
+                record_headers=args.record_headers,
             )
         )
     elif args.transport == "sse":
-        anyio.run(lambda: serve_sse(server, era=args.era, port=port))
+        anyio.run(lambda: serve_sse(server, era=args.era, port=port, record_headers=args.record_headers))
     elif args.transport == "ws":
-        anyio.run(lambda: serve_ws(server, era=args.era, port=port))
+        anyio.run(lambda: serve_ws(server, era=args.era, port=port, record_headers=args.record_headers))
     else:
         anyio.run(lambda: serve_stdio(server, era=args.era))
     return 0
