@@ -24,8 +24,11 @@ import uvicorn
 
 from toolway.admin.app import AdminApp
 from toolway.admin.servers import RegistryApi
-from toolway.clock import Clock, MonotonicClock
-from toolway.config.model import GatewayConfig
+from toolway.admin.traffic import TrafficAdmin
+from toolway.auth.setup import AuthSetupError, GatewayAuth, check_listen
+from toolway.clock import Clock, MonotonicClock, SystemWallClock, WallClock
+from toolway.config.loader import ConfigError
+from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.ingress.connection import MessageConnection
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.streamable_http import StreamableHttpIngress
@@ -35,6 +38,10 @@ from toolway.observability.audit import AuditLog
 from toolway.observability.events import Events
 from toolway.observability.tracing import Tracing
 from toolway.pipeline.chain import build_chain
+from toolway.pipeline.policy import PolicyFilter
+from toolway.policy.decision_log import DecisionLog
+from toolway.policy.engine import PolicyEngine
+from toolway.protocol.errors import EgressDenied
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
@@ -42,11 +49,15 @@ from toolway.registry.discovery import Discovery
 from toolway.registry.recorder import RegistryRecorder
 from toolway.registry.service import Registry
 from toolway.registry.store import Store, StoreError
+from toolway.router.affinity import Affinity
 from toolway.router.cursors import CursorCodec
+from toolway.router.dispatch import Dispatcher
 from toolway.router.router import Router
+from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import LIST_CHANGED, Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
 
@@ -66,23 +77,40 @@ class Endpoints:
 class Gateway:
     """Every component, wired once. `async with` owns their lifetimes."""
 
-    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+    ) -> None:
+        """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
-        self.manager = ConnectionManager(config, clock=self.clock)
-        self.hub = Hub()
+        try:
+            self.auth = GatewayAuth(config, self.clock)  # all off without an `auth` section
+        except AuthSetupError as exc:
+            raise StartupError(str(exc)) from None
         self.events = Events()
+        try:
+            self.manager = ConnectionManager(config, clock=self.clock, events=self.events)
+        except UpstreamTlsError as exc:
+            raise StartupError(str(exc)) from None
+        self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
+        self.decision_log = DecisionLog(config.policy)
+        self.hub = Hub()
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
         self.audit = AuditLog(config.audit)
         self.audit.install(self.events)
+        self.decision_log.install(self.events)
         self.router = Router(
             self.manager,
             self.hub,
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
             events=self.events,
+            dispatcher=Dispatcher(
+                Traffic(self.events), Affinity(config.limits.max_sessions), events=self.events, clock=self.clock
+            ),
+            visible=self.auth.visible_lists(),
         )
         self.sessions = SessionTable(
             self.clock,
@@ -93,8 +121,13 @@ class Gateway:
         self._tasks: asyncio.TaskGroup | None = None
         self._owned: set[asyncio.Task[None]] = set()
         self.parking = Parking(self.clock, self._spawn, config.streams.input_deadline_seconds)
+        authorize = self.auth.authorize(
+            self.router.resource_owner, lambda template: self.router.view().template_owner(template)
+        )
+        policy = PolicyFilter(self.policy, self.events, self.router.resource_owner) if self.policy.active else None
         self.layer = ProtocolLayer(
-            self.tracing.wrap(build_chain(self.router, self.events)),  # one server span around the chain
+            # One server span around the chain.
+            self.tracing.wrap(build_chain(self.router, self.events, authorize=authorize, policy=policy)),
             self.sessions,
             self.capabilities,
             self.hub,
@@ -112,6 +145,7 @@ class Gateway:
             keepalive_seconds=config.streams.keepalive_seconds,
             retry_ms=config.streams.retry_ms,
             max_queued=config.streams.max_queued_messages,
+            auth=self.auth.ingress,
         )
         self.manager.on_notification(self._upstream_notification)
         self.accepting = False
@@ -126,6 +160,8 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
+        self.admin_app.traffic = TrafficAdmin(self.manager, self.router.dispatcher)
+        self.admin_app.keys = self.auth.api_keys
         # The registry: run-time registration, health, pins, discovery (docs/registry.md).
         self.registry = Registry(
             config,
@@ -134,6 +170,7 @@ class Gateway:
             self.clock,
             lists_changed=self._lists_changed,
             settled=self.registry_settled,
+            now=(wall_clock or SystemWallClock()).now,
         )
         self.router.registry = self.registry
         self.agent_base_url = ""  # set once the agent listener is bound
@@ -192,6 +229,7 @@ class Gateway:
 
     def _session_ended(self, session: DownstreamSession) -> None:
         released = self.hub.remove(session.id)
+        self.router.dispatcher.forget_session(session.id)  # its replica pins (router/affinity.py)
         if self.layer.closing.is_set():
             return  # Shutting down: the upstream sessions end anyway.
         for uri in released:
@@ -226,16 +264,32 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         try:
+            for server in self.config.servers:  # egress control, before anything connects
+                if isinstance(server, HttpServerConfig) and server.enabled:
+                    for url in server.urls():  # every replica's
+                        await self.manager.egress.check_upstream(url, unresolvable_ok=True)
+        except EgressDenied as exc:
+            raise StartupError(f"refusing to start: {exc.message}") from None
+        try:
             self._store = await Store.open(self.config.store)
             await self.audit.start(self.config.store)
+            await self.auth.start(self.config.store)
             await self.registry.open(self._store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
+        try:
+            self.decision_log.open()
+        except OSError as exc:
+            raise StartupError(f"cannot open the decision log {self.config.policy.decision_log}: {exc}") from None
+        await self.policy.__aenter__()
         self._recorder = RegistryRecorder(self._store)
         self.manager.subscribe(self._recorder.on_change)
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="registry-recorder")
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
+        reloads = self.auth.background()
+        if reloads is not None:
+            self._spawn(reloads)
         await self.manager.__aenter__()
         await self.registry.__aenter__()  # watches the file's servers, connects the restored ones
         connect = max(self.registry.timeouts(), default=0.0)
@@ -259,6 +313,8 @@ class Gateway:
         # Every call has finished, so every audit record is queued: write them all.
         log.info("shutdown: writing the audit log and the last spans")
         await self.audit.close()
+        await self.policy.__aexit__(None, None, None)
+        self.decision_log.close()
         await self.tracing.shutdown()
         if self._recorder_task is not None:
             self._recorder_task.cancel()
@@ -268,6 +324,7 @@ class Gateway:
             await self._recorder.flush()
         if self._store is not None:
             await self._store.close()
+        await self.auth.close()
 
 
 class _Listener(uvicorn.Server):
@@ -294,34 +351,48 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket, path: str) -> str:
+def _url(sock: socket.socket, path: str, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def _listener(app: Any, drain: float, keepalive: float = 20.0, max_message: int = 16 * 1024 * 1024) -> _Listener:
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-        ws="websockets-sansio",
-        ws_ping_interval=keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
-        ws_ping_timeout=keepalive,
-        ws_max_size=max_message,  # larger frames close with 1009
-        timeout_graceful_shutdown=max(1, round(drain)),
-    )
+def _listener(
+    app: Any,
+    drain: float,
+    keepalive: float = 20.0,
+    max_message: int = 16 * 1024 * 1024,
+    options: dict[str, Any] | None = None,
+) -> _Listener:
+    settings: dict[str, Any] = {
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_ping_interval": keepalive,  # WebSocket keep-alive: pings, and a dead peer is noticed
+        "ws_ping_timeout": keepalive,
+        "ws_max_size": max_message,  # larger frames close with 1009
+        "timeout_graceful_shutdown": max(1, round(drain)),
+    }
+    # TLS termination (auth.mtls): ssl_* and the protocols that hand the app the client certificate.
+    settings.update(options or {})
+    config = uvicorn.Config(app, **settings)
     return _Listener(config)
 
 
 @contextlib.asynccontextmanager
-async def running(config: GatewayConfig, *, clock: Clock | None = None) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+async def running(
+    config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
     Raises:
         StartupError: a port cannot be bound or the store cannot be opened.
     """
+    try:
+        check_listen(config)
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
     sockets = [_bind(config.listen.host, config.listen.port)]
     if config.admin.enabled:
         try:
@@ -329,9 +400,10 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
         except StartupError:
             sockets[0].close()
             raise
-    async with Gateway(config, clock=clock) as gateway:
+    async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
         drain = config.shutdown.drain_seconds
-        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes)]
+        tls = gateway.auth.listener_options()
+        listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]
         if config.admin.enabled:
             listeners.append(_listener(gateway.admin_app, 1.0))
         tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in zip(listeners, sockets, strict=True)]
@@ -339,7 +411,9 @@ async def running(config: GatewayConfig, *, clock: Clock | None = None) -> Async
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.01)
-        endpoints = Endpoints(_url(sockets[0], "/mcp"), _url(sockets[1], "") if len(sockets) > 1 else None)
+        endpoints = Endpoints(
+            _url(sockets[0], "/mcp", "https" if tls else "http"), _url(sockets[1], "") if len(sockets) > 1 else None
+        )
         gateway.agent_base_url = endpoints.url.removesuffix("/mcp")
         # Start-up leaves ~90k long-lived objects (modules, config, catalogs). Moving them out
         # of the collector's reach turns 50-80 ms full collections into a few ms (bench/README.md).
@@ -384,6 +458,9 @@ def serve(config: GatewayConfig) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a policy that does not compile, a secret file that cannot be read
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -406,6 +483,7 @@ async def run_stdio(config: GatewayConfig, server: str | None) -> None:
             scope=server,
             transport="stdio",
             client="stdio",
+            identity=gateway.auth.stdio_identity,  # the local operator, when authentication is on
             max_message_bytes=config.limits.max_body_bytes,
             max_queued=config.streams.max_queued_messages,
         )
@@ -440,6 +518,9 @@ def serve_stdio(config: GatewayConfig, server: str | None = None) -> int:
     except StartupError as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"toolway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -60,6 +60,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from toolway.app import Gateway, StartupError, _listener, _loop_factory
+from toolway.auth.setup import AuthSetupError, check_listen
+from toolway.config.loader import ConfigError
 from toolway.config.model import GatewayConfig
 from toolway.ingress.asgi import respond_json
 from toolway.observability import logging as tw_logging
@@ -426,7 +428,7 @@ def _worker_process(
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run_worker(config, slot.index, (slot.public, slot.private, slot.admin), peers, ready))
-    except StartupError as exc:
+    except (StartupError, ConfigError) as exc:  # ConfigError: a policy or secret file unusable
         message = " ".join(str(exc).split())
         os.write(ready_fd, f"{slot.index} error {message}\n".encode())
         return 1
@@ -721,8 +723,9 @@ def serve_workers(config: GatewayConfig, workers: int) -> int:
     tw_logging.configure(config.logging.level, config.logging.format)
     supervisor = Supervisor(config, workers)
     try:
+        check_listen(config)
         supervisor.bind()
-    except StartupError as exc:
+    except (StartupError, AuthSetupError) as exc:
         print(f"toolway: {exc}", file=sys.stderr)
         return 1
 

@@ -51,8 +51,9 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
     message = error_of(server("auto", "http://x", ", comand: [y]"))
     assert message == (
         "toolway.yaml: servers.0.comand: unknown field;"
-        " expected one of: description, enabled, era, headers, health, keepalive_seconds, log_payloads, name,"
-        " owner, pinning, reconnect, refresh_seconds, tags, timeouts, transport, url, version"
+        " expected one of: affinity, balance, breaker, credentials, description, enabled, endpoints, era,"
+        " forward_headers, headers, health, keepalive_seconds, log_payloads, name, outlier_detection, owner,"
+        " pinning, pool, reconnect, refresh_seconds, retries, tags, timeouts, tls, transport, url, version"
     )
 
 

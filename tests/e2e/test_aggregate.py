@@ -13,19 +13,23 @@ from toolway.testing import RunningGateway, RunningHttpUpstream
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MODES = ["legacy", "2026-07-28", "auto"]
-FIXTURE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
-    "progress",
-    "log",
-    "ask",
-    "sample",
-    "roots",
-    "grow",
-    "redescribe",
-    "touch",
-    "subscriptions",
-    "cancellations",
-    "visit",
-}
+FIXTURE_TOOLS = (
+    {"echo", "add", "whoami", "slow", "fail", "crash"}
+    | {
+        "progress",
+        "log",
+        "ask",
+        "sample",
+        "roots",
+        "grow",
+        "redescribe",
+        "touch",
+        "subscriptions",
+        "cancellations",
+        "visit",
+    }
+    | {"replica", "record", "journal", "pid"}
+)
 
 
 def _dump(result: Any) -> dict[str, Any]:

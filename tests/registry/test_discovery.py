@@ -101,7 +101,7 @@ async def test_the_openapi_document_covers_every_route(store_url: str, tmp_path:
         assert refs and all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs)
 
         # Every documented operation is served (never the app's "no such route" 404, never 405) ...
-        values = {"name": "a", "version": "latest"}
+        values = {"name": "a", "version": "latest", "id": "0"}
         documented = set()
         for path, operations in document["paths"].items():
             for method in operations:
@@ -109,6 +109,8 @@ async def test_the_openapi_document_covers_every_route(store_url: str, tmp_path:
                 documented.add((method.upper(), path))
                 status, body = await admin.request(method.upper(), concrete, {} if method != "get" else None)
                 assert status != 405, (method, path, body)
+                if path == "/admin/keys/reload" and gw.gateway.admin_app.keys is None:
+                    continue  # served only when API keys are on
                 assert not (status == 404 and "not found:" in str(body)), (method, path, body)
 
         # ... and every route the admin app dispatches is documented.

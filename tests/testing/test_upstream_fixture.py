@@ -23,19 +23,23 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from toolway.testing.processes import http_upstream, start_http_upstream, stdio_upstream_command
 
-BASE_TOOLS = {"echo", "add", "whoami", "slow", "fail", "crash"} | {
-    "progress",
-    "log",
-    "ask",
-    "sample",
-    "roots",
-    "grow",
-    "redescribe",
-    "touch",
-    "subscriptions",
-    "cancellations",
-    "visit",
-}
+BASE_TOOLS = (
+    {"echo", "add", "whoami", "slow", "fail", "crash"}
+    | {
+        "progress",
+        "log",
+        "ask",
+        "sample",
+        "roots",
+        "grow",
+        "redescribe",
+        "touch",
+        "subscriptions",
+        "cancellations",
+        "visit",
+    }
+    | {"replica", "record", "journal", "pid"}
+)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "servers"
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]
 

@@ -7,6 +7,9 @@
 - `/metrics`: Prometheus exposition (OpenMetrics when the scraper asks for it).
 - `/admin/stats`: per-server and per-tool calls, errors and latency over a recent window.
 - `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
+- `/admin/traffic`, `/admin/kill`, `/admin/servers/<name>/weights|replicas/<id>/drain`:
+  traffic control (admin/traffic.py).
+- `POST /admin/keys/reload`: re-read the API key table now (`toolway keys` calls it).
 - `/admin/servers…`, `/admin/tools/…`, `/v0.1/servers…`: the registry (`admin/servers.py`).
 - `/admin/openapi.json`: all of the above as an OpenAPI 3.1 document (`admin/openapi.py`).
 """
@@ -19,10 +22,13 @@ from typing import Any
 
 from toolway.admin import openapi
 from toolway.admin.servers import RegistryApi
+from toolway.admin.traffic import TrafficAdmin
+from toolway.auth.api_key import ApiKeys
 from toolway.ingress.asgi import respond, respond_json
 from toolway.observability.audit import AuditLog
 from toolway.observability.metrics import Metrics
 from toolway.observability.stats import Stats
+from toolway.registry.store import StoreError
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State
 
@@ -32,6 +38,8 @@ STORE_CHECK_SECONDS = 2.0
 
 class AdminApp:
     audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
+    traffic: TrafficAdmin | None = None  # set by the composition root: serves traffic control
+    keys: ApiKeys | None = None  # set by the composition root when API keys are on
     registry: RegistryApi | None = None  # set by the composition root: serves the registry routes
 
     def __init__(
@@ -70,8 +78,13 @@ class AdminApp:
             await self.audit.serve_admin(scope, send)
         elif path == "/admin/openapi.json":
             await respond_json(send, 200, openapi.build())
+        # The registry first: its routes under /admin/servers/ are exact, traffic's is a prefix.
         elif self.registry is not None and await self.registry.handle(scope, receive, send):
             pass
+        elif self.traffic is not None and self.traffic.handles(path):
+            await self.traffic(scope, receive, send)
+        elif path == "/admin/keys/reload" and self.keys is not None:
+            await _reload_keys(self.keys, scope["method"], send)
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
 
@@ -116,3 +129,15 @@ class AdminApp:
             reasons.append(f"the store is unreachable: {exc}")
             return False
         return True
+
+
+async def _reload_keys(keys: ApiKeys, method: str, send: Any) -> None:
+    if method != "POST":
+        await respond(send, 405, headers=[(b"allow", b"POST")])
+        return
+    try:
+        count = await keys.reload()
+    except StoreError as exc:
+        await respond_json(send, 503, {"error": str(exc)})
+        return
+    await respond_json(send, 200, {"keys": count})

@@ -25,6 +25,19 @@ STATIC_ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/admin/stats", "Per-server and per-tool calls, errors and latency", "application/json"),
     ("GET", "/admin/audit", "Audit records (?tool=&principal=&since=&limit=)", "application/json"),
     ("GET", "/admin/openapi.json", "This document", "application/json"),
+    # Traffic control (admin/traffic.py) and API keys (auth/api_key.py).
+    ("GET", "/admin/traffic", "Kill switches, weights and every replica's health", "application/json"),
+    (
+        "POST",
+        "/admin/kill",
+        'Kill a server or a tool: {"server": NAME} or {"tool": "server__tool"}',
+        "application/json",
+    ),
+    ("DELETE", "/admin/kill", "Revive a killed server or tool (same body)", "application/json"),
+    ("POST", "/admin/servers/{name}/weights", 'Traffic share per version, e.g. {"v2": 10}', "application/json"),
+    ("POST", "/admin/servers/{name}/replicas/{id}/drain", "Drain one replica", "application/json"),
+    ("DELETE", "/admin/servers/{name}/replicas/{id}/drain", "Undrain one replica", "application/json"),
+    ("POST", "/admin/keys/reload", "Re-read the API key table (when API keys are on)", "application/json"),
 )
 DISCOVERY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("/v0.1/servers", "Discovery: servers as server.json (?cursor=&limit=&search=)", "DiscoveryList"),
@@ -186,6 +199,7 @@ def build() -> dict[str, Any]:
         schema = {"type": "string"} if content_type == "text/plain" else {"type": "object"}
         paths.setdefault(path, {})[method.lower()] = {
             "summary": summary,
+            "parameters": _params(path),
             "responses": {"200": {"description": "OK", "content": {content_type: {"schema": schema}}}},
         }
     for path, summary, response in DISCOVERY_ROUTES:

@@ -22,3 +22,9 @@ class Identity:
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     claims: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def session_principal(identity: Identity | None) -> str | None:
+    """What a handshake-era session (or SSE connection) is bound to: the scheme and subject
+    that opened it; None on a gateway without authentication."""
+    return None if identity is None else f"{identity.scheme}:{identity.subject}"

@@ -16,8 +16,11 @@ from typing import Annotated, Any
 import typer
 
 from toolway.cli.audit import audit_app
+from toolway.cli.keys import keys_app
+from toolway.cli.policy import policy_app
 from toolway.cli.registry import add_commands as registry_commands
 from toolway.cli.stats import stats_command
+from toolway.cli.traffic import drain_command, kill_command, revive_command, traffic_command, weight_command
 from toolway.config import ConfigError, GatewayConfig, StdioServerConfig, load_config
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.registry import ServerRecord, Store, StoreError
@@ -42,9 +45,15 @@ tools_app = typer.Typer(help="Inspect recorded tools; review and approve changed
 app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
 app.command("stats")(stats_command)
+app.command("kill")(kill_command)  # traffic control through the admin API (cli/traffic.py)
+app.command("revive")(revive_command)
+app.command("traffic")(traffic_command)
+servers_app.command("weight")(weight_command)
+servers_app.command("drain")(drain_command)
 registry_commands(servers_app, tools_app)  # add/update/enable/disable/remove/health; tools diff/approve
-
 ConfigPath = Annotated[
     Path,
     typer.Option("--config", "-c", envvar="TOOLWAY_CONFIG", help="The YAML config file.", show_default=True),

@@ -25,6 +25,8 @@ ENV_SEPARATOR = "__"
 # Mappings whose keys are names chosen by the user (env var names, HTTP headers), so an
 # override keeps the key's case and value verbatim instead of lowercasing/parsing them.
 _VERBATIM_MAPPINGS = frozenset({"env", "headers"})
+# Fields whose values may be secrets: a validation error names the field but never echoes the value.
+_SECRET_PARENTS = frozenset({"headers", "credentials", "env"})
 # `$${` is the escape for a literal `${`; a `${` that matches neither form is an error
 # rather than text passed through, so a typo like `${WEB-KEY}` cannot reach an upstream.
 _SUBST = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
@@ -207,8 +209,8 @@ def _format_error(error: Any, source: str, overrides: Mapping[tuple[str, ...], s
         parent = _resolve(loc[:-1])[1]
         fields = sorted(parent.model_fields) if _is_model(parent) else []
         message = "unknown field" + (f"; expected one of: {', '.join(fields)}" if fields else "")
-    elif kind != "missing" and not isinstance(value, dict | list):
-        message += f" (got {value!r})"
+    elif kind != "missing" and not isinstance(value, dict | list) and not _SECRET_PARENTS.intersection(shown):
+        message += f" (got {value!r})"  # never for values under headers/credentials: they may be secrets
     line = f"{source}: {'.'.join(shown)}: {message}" if shown else f"{source}: {message}"
     for path, var in overrides.items():
         if tuple(shown[: len(path)]) == path or tuple(path[: len(shown)]) == tuple(shown):

@@ -11,6 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from toolway.config.auth import AuthConfig, UpstreamTls
+from toolway.config.policy import EgressConfig, PolicyConfig, UpstreamCredentials, check_forward_headers
+from toolway.config.routing import Endpoint, RoutingFields, check_endpoints
+
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
 # may contain single underscores; a double underscore would make names ambiguous.
@@ -41,7 +45,11 @@ class Timeouts(_Model):
     """Per-phase upstream deadlines in seconds (connect covers the probe/handshake)."""
 
     connect: float = Field(default=10.0, gt=0)
-    call: float = Field(default=30.0, gt=0)
+    call: float = Field(default=30.0, gt=0)  # the total deadline of a call, retries included
+    # No message about a call (progress, log, answer) within this fails it early. None: off.
+    first_byte: float | None = Field(default=None, gt=0)
+    # Each progress notification renews the `call` deadline, up to this long in total. None: off.
+    progress_max: float | None = Field(default=None, gt=0)
 
 
 class Reconnect(_Model):
@@ -65,7 +73,7 @@ class Health(_Model):
 PinningMode = Literal["enforce", "warn", "off"]
 
 
-class _ServerBase(_Model):
+class _ServerBase(RoutingFields):  # balance, affinity, breaker, retries, ... (config/routing.py)
     name: str = Field(pattern=SERVER_NAME_PATTERN, max_length=64)
     enabled: bool = True
     timeouts: Timeouts = Timeouts()
@@ -105,14 +113,35 @@ class StdioServerConfig(_ServerBase):
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = {}
     cwd: str | None = None
+    replicas: int = Field(default=1, ge=1, le=64)  # processes started, balanced as one server
 
 
 class HttpServerConfig(_ServerBase):
     # "sse" is the 2024-11-05 HTTP+SSE transport (GET stream + POST endpoint); "auto" tries
     # Streamable HTTP and falls back to it when the server answers like an older one.
     transport: HttpTransport
-    url: str
+    url: str = ""  # one replica; or `endpoints`, several
+    endpoints: list[Endpoint] | None = None
     headers: dict[str, str] = {}
+    tls: UpstreamTls | None = None  # a client certificate (and CA) for upstreams that require mTLS
+    # What the gateway presents upstream (static secret headers, OAuth2 client credentials), and
+    # which of the client's own request headers pass through (never Authorization/Cookie/session).
+    credentials: UpstreamCredentials | None = None
+    forward_headers: list[str] = []
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, value: list[str]) -> list[str]:
+        return check_forward_headers(value)
+
+    @model_validator(mode="after")
+    def _one_of_url_or_endpoints(self) -> HttpServerConfig:
+        check_endpoints(self.url, self.endpoints)
+        return self
+
+    def urls(self) -> list[str]:
+        """Every replica's URL: `url`, or each of `endpoints`."""
+        return [self.url] if self.endpoints is None else [e.url for e in self.endpoints]
 
     @field_validator("url")
     @classmethod
@@ -221,6 +250,11 @@ class GatewayConfig(_Model):
     shutdown: Shutdown = Shutdown()
     registry: Registry = Registry()
     streams: Streams = Streams()
+    # Authentication and scopes (config/auth.py, docs/auth.md). Unset: none, loopback only;
+    # "none": none, said explicitly (needed to listen elsewhere without authentication).
+    auth: AuthConfig | None = None
+    policy: PolicyConfig = PolicyConfig()  # OPA/Rego and built-in rules (docs/policy.md)
+    egress: EgressConfig = EgressConfig()  # which upstream addresses may be reached
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import structlog
 
+from toolway.auth.identity import Identity
 from toolway.protocol import jsonrpc
 from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
@@ -48,8 +49,10 @@ class MessageConnection:
         max_queued: int = 1024,
         keepalive_seconds: float = 15.0,
         client: str | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.id = tagged(secrets.token_hex(16))
+        self.identity = identity  # authenticated when the connection opened; None without authentication
         self._layer = layer
         self._spawn = spawn
         self._path = path
@@ -86,6 +89,7 @@ class MessageConnection:
             session_id=self.session_id,
             transport=self._transport,
             client=self._client,
+            identity=self.identity,
         )
         stream = EventStream(with_ids=False)
         self._spawn(self._layer.handle(inbound, stream))
@@ -117,7 +121,7 @@ class MessageConnection:
             task.cancel()
         if self.session_id is not None:
             try:
-                self._layer.end_session(self.session_id, self._path)
+                self._layer.end_session(self.session_id, self._path, self.identity)
             except ToolwayError:
                 pass
         # Unblock the writer even when the queue is full.
@@ -139,7 +143,7 @@ class MessageConnection:
             if stream.session_id is not None and self.session_id is None:
                 self.session_id = stream.session_id
                 try:
-                    session_stream = self._layer.session(self.session_id, self._path).standalone
+                    session_stream = self._layer.session(self.session_id, self._path, self.identity).standalone
                 except ToolwayError:
                     return
                 self._start(self._pump(session_stream, session=True))

@@ -12,6 +12,7 @@ import contextlib
 from typing import Any
 from urllib.parse import parse_qs
 
+from toolway.auth.identity import Identity, session_principal
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json
 from toolway.ingress.connection import MessageConnection, Spawn
 from toolway.protocol.layer import ProtocolLayer
@@ -43,7 +44,15 @@ class LegacySseIngress:
     def __len__(self) -> int:
         return len(self._connections)
 
-    async def open(self, receive: Any, send: Any, prefix: str, server: str | None, client: str | None = None) -> None:
+    async def open(
+        self,
+        receive: Any,
+        send: Any,
+        prefix: str,
+        server: str | None,
+        client: str | None = None,
+        identity: Identity | None = None,
+    ) -> None:
         """GET `<prefix>/sse`: hold the stream open until the client goes away."""
         conn = MessageConnection(
             self._layer,
@@ -55,6 +64,7 @@ class LegacySseIngress:
             max_message_bytes=self._max,
             max_queued=self._max_queued,
             keepalive_seconds=self._keepalive,
+            identity=identity,
         )
         self._connections[conn.id] = conn
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
@@ -90,11 +100,15 @@ class LegacySseIngress:
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def post(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """POST `<prefix>/messages?session_id=…`: one client message; the answer goes down the stream."""
+    async def post(self, scope: dict[str, Any], receive: Any, send: Any, identity: Identity | None = None) -> None:
+        """POST `<prefix>/messages?session_id=…`: one client message; the answer goes down the stream.
+
+        The poster must be the principal that opened the stream: anyone else is told, as for
+        an unknown id, that there is no such session.
+        """
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         conn = self._connections.get((query.get("session_id") or [""])[0])
-        if conn is None:
+        if conn is None or session_principal(conn.identity) != session_principal(identity):
             await respond_json(send, 404, {"error": "unknown or closed session_id: open GET /sse first"})
             return
         try:

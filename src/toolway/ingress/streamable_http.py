@@ -16,12 +16,14 @@ from typing import Any
 
 import structlog
 
+from toolway.auth.identity import Identity
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond, respond_json
+from toolway.ingress.authn import IngressAuth
 from toolway.ingress.legacy_sse import LegacySseIngress
 from toolway.ingress.security import HostOriginCheck
 from toolway.ingress.websocket import WebSocketIngress
 from toolway.protocol import jsonrpc
-from toolway.protocol.errors import InvalidRequest, ToolwayError, to_error
+from toolway.protocol.errors import AuthenticationFailed, InvalidRequest, ToolwayError, to_error
 from toolway.protocol.layer import Inbound, ProtocolLayer, new_request_id
 from toolway.protocol.versions import H_SESSION_ID
 from toolway.registry.discovery import Discovery
@@ -55,8 +57,10 @@ class StreamableHttpIngress:
         keepalive_seconds: float = 15.0,
         retry_ms: int = 1000,
         max_queued: int = 1024,
+        auth: IngressAuth | None = None,
     ) -> None:
         self._layer = layer
+        self._auth = auth  # None: the gateway runs without authentication
         self._security = security
         self._max_body = max_body_bytes
         self._servers = server_names  # a live view: servers are added and removed at run time
@@ -78,6 +82,9 @@ class StreamableHttpIngress:
         if kind not in ("http", "websocket"):
             return  # Lifespan is handled by the composition root.
         path: str = scope["path"]
+        if kind == "http" and self._auth is not None and self._auth.is_metadata(path):
+            await self._auth.metadata(path, scope["method"], send, lambda p: self._route(p) is not None)
+            return
         route = self._route(path)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         problem = self._security.problem(headers.get("host"), headers.get("origin"))
@@ -85,7 +92,9 @@ class StreamableHttpIngress:
             if route is None or route[0] != "ws" or problem is not None:
                 await send({"type": "websocket.close", "code": 1008, "reason": problem[1] if problem else "not found"})
                 return
-            await self._websocket(scope, receive, send, route[1], route[2])
+            ok, identity = await self._identify(scope, headers, path, receive, send, websocket=True)
+            if ok:
+                await self.websocket(scope, receive, send, route[1], route[2], identity)
             return
         if route is None and self.discovery is not None and self.discovery.handles(path):
             if problem is not None:
@@ -102,24 +111,44 @@ class StreamableHttpIngress:
             status, reason = problem
             await respond_json(send, status, {"error": reason})
             return
+        # Every request is authenticated, before any session is looked up.
+        ok, who = await self._identify(scope, headers, path, receive, send, websocket=False)
+        if not ok:
+            return
         endpoint, prefix, server = route
         method = scope["method"]
         if endpoint != "mcp":
-            await self._other(endpoint, method, scope, receive, send, prefix, server)
+            await self._other(endpoint, method, scope, receive, send, prefix, server, who)
             return
         if method == "POST":
-            await self._post(scope, receive, send, path, server, headers)
+            await self._post(scope, receive, send, path, server, headers, who)
         elif method == "GET":
-            await self._get(receive, send, path, headers)
+            await self._get(receive, send, path, headers, who)
         elif method == "DELETE":
             try:
-                self._layer.end_session(headers.get(H_SESSION_ID), path)
+                self._layer.end_session(headers.get(H_SESSION_ID), path, who)
             except ToolwayError as exc:
                 await self._reject(send, exc.http_status, exc)
                 return
             await respond(send, 200)
         else:
             await respond(send, 405, headers=[(b"allow", b"GET, POST, DELETE")])
+
+    async def _identify(
+        self, scope: dict[str, Any], headers: dict[str, str], path: str, receive: Any, send: Any, *, websocket: bool
+    ) -> tuple[bool, Identity | None]:
+        """(False, None) once the caller has been refused; else (True, its identity, None without auth)."""
+        if self._auth is None:
+            return True, None
+        try:
+            return True, await self._auth.identify(scope, headers, path)
+        except AuthenticationFailed as exc:
+            log.info("authentication failed", path=path, client=_peer(scope), reason=exc.message)
+            if websocket:
+                await self._auth.reject_websocket(receive, send, exc, path)
+            else:
+                await self._auth.reject(send, exc, path)
+            return False, None
 
     def _route(self, path: str) -> tuple[str, str, str | None] | None:
         """(endpoint, path prefix, server) for `/mcp`, `/sse`, `/messages`, `/ws` and their
@@ -144,19 +173,17 @@ class StreamableHttpIngress:
         send: Any,
         prefix: str,
         server: str | None,
+        identity: Identity | None,
     ) -> None:
         if endpoint == "sse" and method == "GET":
-            await self.legacy.open(receive, send, prefix, server, _peer(scope))
+            await self.legacy.open(receive, send, prefix, server, _peer(scope), identity)
         elif endpoint == "messages" and method == "POST":
-            await self.legacy.post(scope, receive, send)
+            await self.legacy.post(scope, receive, send, identity)
         elif endpoint == "ws":
             await respond_json(send, 426, {"error": "WebSocket upgrade required"}, headers=[(b"upgrade", b"websocket")])
         else:
             allow = b"GET" if endpoint == "sse" else b"POST"
             await respond(send, 405, headers=[(b"allow", allow)])
-
-    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any, prefix: str, server: str | None) -> None:
-        await self.websocket(scope, receive, send, prefix, server)
 
     async def _post(
         self,
@@ -166,6 +193,7 @@ class StreamableHttpIngress:
         path: str,
         server: str | None,
         headers: dict[str, str],
+        identity: Identity | None,
     ) -> None:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
@@ -202,6 +230,7 @@ class StreamableHttpIngress:
             raw_headers=scope["headers"],
             session_id=headers.get(H_SESSION_ID),
             client=_peer(scope),
+            identity=identity,
         )
         stream = EventStream(with_ids=False, history=self._max_queued)
         # Owned by the gateway's task group: a stateless-era call parked for more
@@ -212,11 +241,15 @@ class StreamableHttpIngress:
         cancel = message.kind == "request" and self._layer.is_modern(inbound)
         sse_only = "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept
         extra = [(b"x-request-id", inbound.request_id.encode())]
-        await self._serve(stream, 0, receive, send, extra, cancel_on_disconnect=cancel, plain=not sse_only)
+        await self._serve(
+            stream, 0, receive, send, extra, cancel_on_disconnect=cancel, plain=not sse_only, endpoint=path
+        )
 
-    async def _get(self, receive: Any, send: Any, path: str, headers: dict[str, str]) -> None:
+    async def _get(
+        self, receive: Any, send: Any, path: str, headers: dict[str, str], identity: Identity | None
+    ) -> None:
         try:
-            session = self._layer.session(headers.get(H_SESSION_ID), path)
+            session = self._layer.session(headers.get(H_SESSION_ID), path, identity)
         except ToolwayError as exc:
             await self._reject(send, exc.http_status, exc)
             return
@@ -241,6 +274,7 @@ class StreamableHttpIngress:
         *,
         cancel_on_disconnect: bool,
         plain: bool,
+        endpoint: str | None = None,
     ) -> None:
         """Copy a stream to the HTTP response until it closes or the client goes away."""
         stream.reader += 1
@@ -250,7 +284,7 @@ class StreamableHttpIngress:
         try:
             while True:
                 if stream.closed and not started and plain and stream.seq <= 1:
-                    await self._plain(stream, send, extra)
+                    await self._plain(stream, send, extra, endpoint)
                     return
                 frames, position, lost = stream.after(position)
                 if lost and started:
@@ -294,11 +328,15 @@ class StreamableHttpIngress:
         task.add_done_callback(lambda _: stream.wake())
         return task
 
-    async def _plain(self, stream: EventStream, send: Any, extra: list[tuple[bytes, bytes]]) -> None:
+    async def _plain(
+        self, stream: EventStream, send: Any, extra: list[tuple[bytes, bytes]], endpoint: str | None = None
+    ) -> None:
         headers = list(extra)
         if stream.session_id is not None:
             headers.append((b"mcp-session-id", stream.session_id.encode()))
         body = stream.only_body()
+        if stream.status == 403 and self._auth is not None and endpoint is not None:
+            headers += self._auth.insufficient_scope(endpoint, body)  # RFC 6750 §3.1: the client may step up
         await respond(
             send,
             202 if body is None and stream.status == 200 else stream.status,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from toolway.auth.identity import Identity
 from toolway.ingress.connection import MessageConnection, Spawn
 from toolway.protocol.layer import ProtocolLayer
 
@@ -28,7 +29,15 @@ class WebSocketIngress:
         self._max_queued = max_queued
         self.open_connections = 0
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any, prefix: str, server: str | None) -> None:
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        prefix: str,
+        server: str | None,
+        identity: Identity | None = None,
+    ) -> None:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
@@ -46,6 +55,7 @@ class WebSocketIngress:
             client=f"{scope['client'][0]}:{scope['client'][1]}" if scope.get("client") else None,
             max_message_bytes=self._max,
             max_queued=self._max_queued,
+            identity=identity,
         )
 
         async def write(body: bytes) -> None:

@@ -43,6 +43,59 @@ class UpstreamCallFinished:
     duration: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaStateChanged:
+    """A replica's connection changed state (connecting, connected, unreachable)."""
+
+    server: str
+    replica: str
+    state: str
+    error: str | None  # why it is unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    """A replica's circuit breaker moved (closed, open, half_open)."""
+
+    server: str
+    replica: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaEjected:
+    """Outlier detection took a replica out of rotation for `seconds`."""
+
+    server: str
+    replica: str
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """A call failed on one replica and is tried again (on another when there is one)."""
+
+    server: str
+    replica: str
+    method: str
+    target: str | None
+    request_id: str
+    attempt: int  # the attempt that failed, 1 for the first
+    cause: str  # the failure's stable cause (`data.cause` of the error it would have been)
+    delay: float  # back-off before the next attempt, in seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficChanged:
+    """An operator changed traffic control: a kill switch, version weights or a drain."""
+
+    action: str  # "kill" | "revive" | "weights" | "drain" | "undrain"
+    server: str
+    detail: str  # the tool, the weights, or the replica
+
+
 class Events:
     def __init__(self) -> None:
         self._listeners: dict[type, list[Callable[[Any], None]]] = {}

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from toolway.observability import routing_metrics
 from toolway.observability.events import CallFinished, Events, UpstreamCallFinished
 from toolway.pipeline.context import Call
 from toolway.protocol.mrtr import Parking
@@ -283,4 +284,5 @@ def install(sources: Sources, *, max_series: int = MAX_SERIES) -> Metrics:
     metrics = Metrics(sources, max_series=max_series)
     sources.events.subscribe(CallFinished, metrics.on_call)
     sources.events.subscribe(UpstreamCallFinished, metrics.on_upstream)
+    routing_metrics.install(metrics.registry, sources.manager, sources.events)  # replicas, breakers, retries
     return metrics

@@ -22,14 +22,25 @@ async def _stage(stage: Filter, next_: Handler, call: Call) -> dict:  # type: ig
     return await stage(call, next_)
 
 
-def build_chain(router: Handler, events: Events) -> Handler:
+def build_chain(
+    router: Handler, events: Events, *, authorize: Filter | None = None, policy: Filter | None = None
+) -> Handler:
     """The gateway's chain. Order matters:
 
     1. Observe first, so its event (the access log line, metrics, audit) covers
        every later stage, including calls that a later filter refuses.
-    (Authentication, policy, rate limits and caching slot in here, in that order,
-    as they arrive: authentication before rate limiting, so buckets are per principal.)
-    2. The router last: it is the terminal stage that reaches the upstreams.
+    (Authentication runs in the ingress, before any session lookup, because a failure
+    must be an HTTP 401; every call reaches the chain with its identity already set.)
+    2. Authorize (when authentication is on): after Observe, so refused calls are logged
+       and audited under the caller's name; before policy, rate limits and caching (which
+       slot in after it as they arrive), so nothing is spent on a call that is not allowed.
+    3. Policy (`pipeline/policy.py`, when any policy is not `off`): after authorization, so a
+       policy sees only calls the caller's scopes allow, with the caller's identity.
+    4. The router last: it is the terminal stage that reaches the upstreams.
     """
     filters: list[Filter] = [Observe(events)]
+    if authorize is not None:
+        filters.append(authorize)
+    if policy is not None:
+        filters.append(policy)
     return compose(filters, router)

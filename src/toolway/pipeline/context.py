@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +61,10 @@ class Call:
     subscriber: str | None = None  # who resources/subscribe registers (a handshake session id)
     traceparent: str | None = None  # the caller's W3C `traceparent` HTTP header, if it sent one
     client: str | None = None  # where the request came from: the peer's host:port, or "stdio"
+    # The client's HTTP request headers (lowercase names; None off HTTP). Only a server's
+    # `forward_headers` ever reach an upstream, and never Authorization, Cookie or Mcp-Session-Id.
+    # Consistent hashing may key on one (`balance.hash_key: header:<name>`).
+    headers: Mapping[str, str] | None = field(default=None, repr=False)  # repr: they may hold a token
     # Filled in along the way, for logs and metrics.
     server: str | None = None
     target: str | None = None

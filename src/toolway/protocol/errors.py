@@ -18,6 +18,11 @@ REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+PERMISSION_DENIED: Final = -32003  # the caller is authenticated but lacks the scope (data.requiredScope)
+# An enforced policy refused the call (data.policy, data.reason). Not -32003: no scope would
+# help, so it must not draw the insufficient_scope step-up challenge.
+POLICY_DENIED: Final = -32004
+KILLED: Final = -32010  # an operator's kill switch turned the server or tool off (docs/routing.md)
 TOOL_QUARANTINED: Final = -32030  # a pinned tool's definition changed upstream (registry/pinning.py)
 
 
@@ -87,31 +92,139 @@ class SessionNotFound(ToolwayError):
     http_status = 404
 
 
-class UpstreamError(ToolwayError):
-    """Something went wrong talking to one upstream server; the message names it."""
+class SessionGone(SessionNotFound):
+    """The upstream replica holding this session's state is gone: the session ends (HTTP 404),
+    and the client starts a new one (Streamable HTTP transport, 2025-11-25: session management)."""
 
-    def __init__(self, server: str, cause: str, *, data: Any = None) -> None:
+
+class AuthenticationFailed(ToolwayError):
+    """No acceptable credentials: an HTTP 401 with `WWW-Authenticate`, never a JSON-RPC answer.
+
+    `error` is the RFC 6750 error code ("invalid_request", "invalid_token"), or None when
+    the request carried no credentials at all (RFC 6750 §3.1: then no error code is sent).
+    """
+
+    code = INVALID_REQUEST
+    http_status = 401
+
+    def __init__(self, message: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class PermissionDenied(ToolwayError):
+    """The caller may not do this: `data.requiredScope` names the missing permission."""
+
+    code = PERMISSION_DENIED
+    http_status = 403
+
+    def __init__(self, message: str, *, required: str) -> None:
+        super().__init__(message, data={"requiredScope": required})
+        self.required = required
+
+
+class PolicyDenied(ToolwayError):
+    """An enforced policy refused the call; `data` names the policy and its reason."""
+
+    code = POLICY_DENIED
+
+    def __init__(self, policy: str, reason: str) -> None:
+        super().__init__(f"denied by policy {policy!r}: {reason}", data={"policy": policy, "reason": reason})
+        self.policy = policy
+        self.reason = reason
+
+
+class EgressDenied(ToolwayError):
+    """An upstream URL points somewhere egress control forbids; the message names the rule."""
+
+    code = INVALID_PARAMS
+    http_status = 400
+
+
+class UpstreamError(ToolwayError):
+    """Something went wrong talking to one upstream server; the message names it.
+
+    `kind` is the stable cause (`data.cause` on the wire). `delivered` is False only when
+    the request provably never reached the server. `retryable` tells the client whether
+    sending the same request again is safe and may succeed (`data.retryable`); the router
+    sets it per call, since it depends on the tool's annotations.
+    """
+
+    kind = "upstream"
+    delivered_by_default = True
+
+    def __init__(
+        self, server: str, cause: str, *, data: Any = None, delivered: bool | None = None, retryable: bool = False
+    ) -> None:
         super().__init__(f"server {server!r}: {cause}", data={**(data or {}), "server": server})
         self.server = server
         self.cause = cause
+        self.delivered = self.delivered_by_default if delivered is None else delivered
+        self.retryable = retryable or not self.delivered
 
 
 class UpstreamUnavailable(UpstreamError):
-    """The server cannot be reached, or its process or connection died."""
+    """The server cannot be reached, or its process or connection died; the request was not sent."""
 
     code = UPSTREAM_UNAVAILABLE
+    kind = "unavailable"
+    delivered_by_default = False
+
+
+class UpstreamRefused(UpstreamUnavailable):
+    """The connection was refused (or the process was gone) before the request was written."""
+
+    kind = "refused"
+
+
+class UpstreamConnectionLost(UpstreamUnavailable):
+    """The connection broke while the request was out: the server may have run it."""
+
+    kind = "reset"
+    delivered_by_default = True
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Every replica that could take the call has its circuit breaker open."""
+
+    kind = "breaker_open"
+
+
+class NoHealthyReplica(UpstreamUnavailable):
+    """No replica of the server is connected, undrained and not ejected."""
+
+    kind = "no_healthy_replica"
+
+
+class Killed(UpstreamError):
+    """An operator's kill switch turned this server or tool off (reversible, at run time)."""
+
+    code = KILLED
+    kind = "killed"
+
+
+class UpstreamCredentialsFailed(UpstreamUnavailable):
+    """The gateway could not get the credentials it presents to the server (e.g. its OAuth2 token)."""
 
 
 class UpstreamTimeout(UpstreamError):
     """The server did not answer within the call's deadline."""
 
     code = REQUEST_TIMEOUT
+    kind = "timeout"
 
 
 class UpstreamProtocolError(UpstreamError):
     """The server answered with something that is not valid MCP."""
 
     code = INTERNAL_ERROR
+    kind = "protocol"
+
+
+class UpstreamHttpStatus(UpstreamProtocolError):
+    """The server answered HTTP with a status and body that carry no JSON-RPC message."""
+
+    kind = "http_status"
 
 
 class UpstreamIncompatible(UpstreamProtocolError):
@@ -146,6 +259,7 @@ MODERN_STATUS: Final = {
     MISSING_CLIENT_CAPABILITY: 400,
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
+    PERMISSION_DENIED: 403,  # with WWW-Authenticate: Bearer error="insufficient_scope" (step-up)
 }
 
 
@@ -162,6 +276,9 @@ def to_error(exc: BaseException) -> dict[str, Any]:
     Anything that is not a Toolway error is an internal fault: its details stay
     in the log, never on the wire.
     """
+    if isinstance(exc, UpstreamError):
+        data = {**exc.data, "cause": exc.kind, "retryable": exc.retryable}
+        return {"code": exc.code, "message": exc.message, "data": data}
     if isinstance(exc, ToolwayError):
         error: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.data is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from toolway import __version__
+from toolway.auth.identity import Identity, session_principal
 from toolway.pipeline.context import Call, Handler
 from toolway.protocol import modern
 from toolway.protocol.bridge import adapt_result
@@ -27,6 +28,7 @@ from toolway.protocol.errors import (
     HeaderMismatch,
     InvalidParams,
     InvalidRequest,
+    SessionGone,
     SessionNotFound,
     SessionRequired,
     ToolwayError,
@@ -73,6 +75,7 @@ class Inbound:
     session_id: str | None = None
     transport: str = "streamable-http"
     client: str | None = None  # the peer's host:port (or "stdio"), for the audit log
+    identity: Identity | None = None  # authenticated by the ingress; None: the gateway runs without auth
 
 
 class ProtocolLayer:
@@ -125,23 +128,23 @@ class ProtocolLayer:
         except Exception as exc:  # A bug must still answer the client.
             _fail(stream, inbound.message.id, _error(exc), 200)
 
-    def session(self, session_id: str | None, path: str) -> DownstreamSession:
-        """The live session for a GET or DELETE.
+    def session(self, session_id: str | None, path: str, identity: Identity | None = None) -> DownstreamSession:
+        """The live session for a GET or DELETE, if `identity` is the one that opened it.
 
         Raises:
             SessionRequired, SessionNotFound.
         """
         if session_id is None:
             raise SessionRequired("Bad Request: Mcp-Session-Id header is required")
-        session = self._sessions.get(session_id, path)
+        session = self._sessions.get(session_id, path, session_principal(identity))
         if session is None:
             raise SessionNotFound("Session not found")
         return session
 
-    def end_session(self, session_id: str | None, path: str) -> None:
+    def end_session(self, session_id: str | None, path: str, identity: Identity | None = None) -> None:
         """Terminate a handshake-era session (HTTP DELETE). Raises as `session`."""
-        self.session(session_id, path)
-        self._sessions.end(session_id or "", path)
+        self.session(session_id, path, identity)
+        self._sessions.end(session_id or "", path, session_principal(identity))
 
     # --- 2026-07-28 --------------------------------------------------------------------------
 
@@ -172,12 +175,13 @@ class ProtocolLayer:
         if isinstance(state, str) and state.startswith(STATE_PREFIX):
             foreign = untag_foreign(state[len(STATE_PREFIX) :])
             if foreign is None:
-                self._resume(msg, params, state, stream)
+                self._resume(msg, params, state, stream, session_principal(inbound.identity))
                 return
             params = msg.params = {**params, "requestState": foreign}  # an upstream's, tagged by `_tag_state`
         exchange = Exchange(stream, msg.id)
         sink = BridgeSink(exchange, envelope.client_capabilities, self._parking)
         sink.task = asyncio.current_task()
+        sink.principal = session_principal(inbound.identity)
         meta_level = params["_meta"].get(META_LOG_LEVEL)
         call = Call(
             method=msg.method,
@@ -193,6 +197,9 @@ class ProtocolLayer:
             log_level=meta_level if valid_level(meta_level) else None,
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             client=inbound.client,
+            identity=inbound.identity,
+            principal=inbound.identity.subject if inbound.identity is not None else None,
+            headers=inbound.headers,
         )
         try:
             result = await self._handler(call)
@@ -203,11 +210,13 @@ class ProtocolLayer:
             return
         _answer(sink.exchange.stream, sink.exchange.msg_id, adapt_result(msg.method, _tag_state(result), "modern"))
 
-    def _resume(self, msg: Message, params: dict[str, Any], state: str, stream: EventStream) -> None:
-        """A retry of a parked call: hand it the answers and this exchange."""
+    def _resume(
+        self, msg: Message, params: dict[str, Any], state: str, stream: EventStream, principal: str | None
+    ) -> None:
+        """A retry of a parked call (by the principal that made it): hand it the answers and this exchange."""
         assert msg.id is not None
         try:
-            sink = self._parking.take(state)
+            sink = self._parking.take(state, principal)
         except InvalidParams as exc:
             error = to_error(exc)
             _fail(stream, msg.id, error, modern_status(error))
@@ -261,7 +270,8 @@ class ProtocolLayer:
                 exc = SessionRequired("Bad Request: Mcp-Session-Id header is required")
                 _fail(stream, msg.id, to_error(exc), exc.http_status)
             return
-        session = self._sessions.get(inbound.session_id, inbound.path)
+        # Bound to its creator: another principal presenting the id is told it does not exist.
+        session = self._sessions.get(inbound.session_id, inbound.path, session_principal(inbound.identity))
         if session is None:
             exc2 = SessionNotFound("Session not found")
             _fail(stream, msg.id, to_error(exc2), exc2.http_status)
@@ -287,6 +297,13 @@ class ProtocolLayer:
             result = await self._session_request(session, inbound, stream)
         except asyncio.CancelledError:
             raise
+        except SessionGone as exc:
+            # The upstream state this session relied on is lost (docs/routing.md, affinity):
+            # end the session, and the 404 tells the client to start a new one.
+            session.inflight.pop(msg.id, None)
+            _fail(stream, msg.id, _error(exc), exc.http_status)  # before the session's streams close
+            self._sessions.end(session.id, inbound.path)
+            return
         except Exception as exc:
             # Inside a live session every error travels as JSON-RPC with HTTP 200:
             # a 404 here would tell the client its session is gone.
@@ -328,6 +345,9 @@ class ProtocolLayer:
             traceparent=inbound.headers.get("traceparent") if inbound.headers is not None else None,
             subscriber=session.id,
             client=inbound.client,
+            identity=inbound.identity,
+            principal=inbound.identity.subject if inbound.identity is not None else None,
+            headers=inbound.headers,
         )
         result = await self._handler(call)
         # A stateless-era server asked for input: ask the client the old way, then retry.
@@ -376,6 +396,7 @@ class ProtocolLayer:
             capabilities if isinstance(capabilities, dict) else {},
             info if isinstance(info, dict) else None,
             inbound.scope,
+            principal=session_principal(inbound.identity),
         )
         # Listening starts now, not at notifications/initialized: some clients never send it.
         self._hub.add(Listener(session.id, session.standalone, log_level="debug", scope=inbound.scope))

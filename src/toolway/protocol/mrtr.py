@@ -51,6 +51,7 @@ class BridgeSink:
         self._keys = itertools.count(1)
         self._questions: dict[str, tuple[dict[str, Any], asyncio.Future[Any]]] = {}
         self.task: asyncio.Task[Any] | None = None  # the call's own task, cancelled past the deadline
+        self.principal: str | None = None  # who made the call: only they may answer it (auth/identity.py)
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         self.exchange.stream.push({"jsonrpc": "2.0", "method": method, "params": params})
@@ -114,16 +115,20 @@ class Parking:
         mac = base64.urlsafe_b64encode(hmac.new(self._key, token.encode(), hashlib.sha256).digest()[:16])
         return f"{STATE_PREFIX}{token}.{mac.rstrip(b'=').decode()}"
 
-    def take(self, state: str) -> BridgeSink:
-        """The parked call a retry's `requestState` names.
+    def take(self, state: str, principal: str | None = None) -> BridgeSink:
+        """The parked call a retry's `requestState` names, if `principal` made it.
 
         Raises:
-            InvalidParams: the state is forged, expired, or was already used.
+            InvalidParams: the state is forged, expired, was already used, or is another principal's.
         """
         token, _, mac = state.removeprefix(STATE_PREFIX).partition(".")
         expected = base64.urlsafe_b64encode(hmac.new(self._key, token.encode(), hashlib.sha256).digest()[:16])
         if not hmac.compare_digest(mac.encode(), expected.rstrip(b"=")):
             raise InvalidParams("requestState was not issued by this gateway")
+        parked = self._parked.get(token)
+        if parked is not None and parked.principal != principal:
+            # Another caller's parked call: as unknown to this one as a made-up state.
+            raise InvalidParams("requestState is unknown or expired: send the original request again")
         sink = self._parked.pop(token, None)
         expiry = self._expiry.pop(token, None)
         if sink is not None and expiry is not None and self._clock.now() >= expiry:

@@ -12,19 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 from toolway.protocol.versions import ALL_VERSIONS
-from toolway.sessions.upstream import UpstreamConnection
+from toolway.sessions.pool import ServerPool
 
 
-def compatibility(conn: UpstreamConnection | None) -> dict[str, Any]:
+def compatibility(conn: ServerPool | None) -> dict[str, Any]:  # one server: all its replicas
     """`{compatible: true|false|null, reason, protocol_version, era, bridged_versions}` for the API.
 
     `compatible` is null while nothing is known yet (never connected, or disabled).
     """
     if conn is None:
         return {"compatible": None, "reason": "not connected (disabled or not registered)"}
-    if conn.incompatible is not None:
-        return {"compatible": False, "reason": conn.incompatible}
     negotiated = conn.negotiated
+    refused = next((c.incompatible for c in conn.connections() if c.incompatible is not None), None)
+    if negotiated is None and refused is not None:  # no replica speaks a version Toolway bridges
+        return {"compatible": False, "reason": refused}
     if negotiated is None:
         return {"compatible": None, "reason": f"not connected yet: {conn.last_error or conn.state.value}"}
     return {

@@ -4,6 +4,8 @@ Each watched server has a probe loop (on the injected clock) that every
 `health.interval_seconds` checks, within `health.timeout_seconds`:
 
 - stdio: that the child process is alive, then the MCP probe below;
+  (a server with several replicas is probed through its primary, the replica its lists come
+  from; each replica's own health is the pool's business: breakers, outlier ejection)
 - handshake era: MCP `ping`;
 - stateless era (2026-07-28): `server/discover`.
 
@@ -32,7 +34,8 @@ from toolway.observability.events import Events
 from toolway.protocol.errors import UpstreamError, UpstreamRpcError
 from toolway.registry.events import HealthChanged
 from toolway.registry.records import HealthEvent
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
 
 log = structlog.get_logger("toolway.registry")
 
@@ -85,7 +88,7 @@ class HealthMonitor:
         self._on_change = on_change
         self._trackers: dict[str, Tracker] = {}
 
-    def watch(self, conn: UpstreamConnection, spawn: Callable[[str, UpstreamConnection], asyncio.Task[None]]) -> None:
+    def watch(self, conn: ServerPool, spawn: Callable[[str, ServerPool], asyncio.Task[None]]) -> None:
         """Start tracking `conn` (its probe loop is started with `spawn(name, conn)`)."""
         self.unwatch(conn.name)
         tracker = Tracker(conn.config.health, since=self._clock.now())
@@ -101,7 +104,7 @@ class HealthMonitor:
     def state(self, name: str) -> Tracker | None:
         return self._trackers.get(name)
 
-    def listed(self, conn: UpstreamConnection) -> bool:
+    def listed(self, conn: ServerPool) -> bool:
         """Does `conn` belong in the merged lists? Connected and not hidden, or unhealthy in its grace."""
         tracker = self._trackers.get(conn.name)
         if conn.negotiated is None:
@@ -112,7 +115,7 @@ class HealthMonitor:
             return False
         return conn.state is State.READY or tracker.state == UNHEALTHY
 
-    def connection_changed(self, conn: UpstreamConnection) -> None:
+    def connection_changed(self, conn: ServerPool) -> None:
         """Manager listener: a lost connection is a definitive failure; a new one a success."""
         if conn.name not in self._trackers:
             return
@@ -157,7 +160,7 @@ class HealthMonitor:
         self._events.emit(HealthChanged(name, previous, state, reason))
         self._on_change(name)
 
-    async def run(self, name: str, conn: UpstreamConnection) -> None:
+    async def run(self, name: str, conn: ServerPool) -> None:
         """One server's probe loop, until cancelled."""
         tracker = self._trackers.get(name)
         while tracker is not None and self._trackers.get(name) is tracker:
@@ -178,7 +181,7 @@ class HealthMonitor:
         return interval
 
 
-async def probe(conn: UpstreamConnection, timeout: float) -> str | None:  # noqa: ASYNC109 - the probe's own bound
+async def probe(conn: ServerPool, timeout: float) -> str | None:  # noqa: ASYNC109 - the probe's own bound
     """Probe `conn` once: None when it is healthy, else what is wrong."""
     if conn.state is not State.READY or conn.negotiated is None:
         return f"not connected: {conn.last_error or conn.state.value}"

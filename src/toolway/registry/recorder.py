@@ -11,7 +11,8 @@ import asyncio
 import structlog
 
 from toolway.registry.store import ServerRecord, Store, StoreError, ToolRecord
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
 
 log = structlog.get_logger("toolway.registry")
 
@@ -21,7 +22,7 @@ class RegistryRecorder:
         self._store = store
         self._queue: asyncio.Queue[ServerRecord] = asyncio.Queue()
 
-    def on_change(self, conn: UpstreamConnection) -> None:
+    def on_change(self, conn: ServerPool) -> None:
         """Manager listener: snapshot now, write later."""
         self._queue.put_nowait(snapshot(conn))
 
@@ -58,7 +59,7 @@ class RegistryRecorder:
             log.error("could not record server state", server=record.name, error=str(exc))
 
 
-def snapshot(conn: UpstreamConnection) -> ServerRecord:
+def snapshot(conn: ServerPool) -> ServerRecord:
     negotiated = conn.negotiated if conn.state is State.READY else None
     tools = tuple(
         ToolRecord(

@@ -41,7 +41,8 @@ from toolway.registry.pinning import Pinning
 from toolway.registry.records import HealthEvent, Pin, Registration, RegistryRecords
 from toolway.registry.store import Store, StoreError
 from toolway.sessions.manager import ConnectionManager
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
 
 log = structlog.get_logger("toolway.registry")
 
@@ -301,8 +302,12 @@ class Registry:
 
     # -- what the router asks (in memory, per request) ---------------------------------------
 
-    def listed(self, conn: UpstreamConnection) -> bool:
+    def listed(self, conn: ServerPool) -> bool:
         return self.health.listed(conn)
+
+    def catalog_of(self, conn: ServerPool) -> ServerCatalog:
+        """A connected server's catalog; a disconnected one's last (listed during its grace period)."""
+        return conn.catalog if conn.state is State.READY else self._catalogs.get(conn.name, EMPTY)
 
     def tool_hidden(self, server: str, tool: str) -> bool:
         return self.pinning.hidden(server, tool)
@@ -331,7 +336,7 @@ class Registry:
     def _connect(self, server: AnyServer) -> None:
         self._watch(self._manager.add(server))
 
-    def _watch(self, conn: UpstreamConnection) -> None:
+    def _watch(self, conn: ServerPool) -> None:
         if self._group is None:
             return
         self.health.watch(conn, lambda name, c: self._spawn(self.health.run(name, c), f"health-{name}"))
@@ -358,14 +363,14 @@ class Registry:
         task.add_done_callback(self._owned.discard)
         return task
 
-    async def _refresh_loop(self, conn: UpstreamConnection, seconds: float) -> None:
+    async def _refresh_loop(self, conn: ServerPool, seconds: float) -> None:
         """Re-list a server's catalog on a timer, for servers that never say `list_changed`."""
         while True:
             await self._clock.sleep(seconds)
             if conn.state is State.READY:
                 await conn.refresh_catalog()
 
-    def _connection_changed(self, conn: UpstreamConnection) -> None:
+    def _connection_changed(self, conn: ServerPool) -> None:
         """Manager listener: pin and diff a new catalog, feed health. Runs before any request sees it."""
         if self._manager.connections.get(conn.name) is not conn:
             return  # a connection being removed

@@ -15,15 +15,22 @@ from toolway.observability.events import Events, UpstreamCallFinished
 from toolway.observability.tracing import upstream_span
 from toolway.pipeline.context import Call
 from toolway.protocol.errors import InvalidParams, MethodNotFound, UnknownTarget, UpstreamUnavailable, to_error
-from toolway.registry.catalog import LISTS, param_headers
+from toolway.registry.catalog import LISTS, ServerCatalog, param_headers
+from toolway.router.affinity import Affinity
 from toolway.router.cursors import CursorCodec
+from toolway.router.dispatch import Dispatcher
 from toolway.router.names import split
+from toolway.router.traffic import Traffic
 from toolway.router.view import View, build_view
 from toolway.sessions.hub import Hub
 from toolway.sessions.manager import ConnectionManager
-from toolway.sessions.upstream import State, UpstreamConnection
+from toolway.sessions.pool import ServerPool
+from toolway.sessions.upstream import State
+from toolway.upstream.credentials import forwarded
 
 Route = Callable[[Call], Awaitable[dict[str, Any]]]
+# The items of a merged list that the call's identity may see (set when authentication is on).
+Visible = Callable[[Call, View], list[dict[str, Any]]]
 _ITEMS_KEY = {method: key for method, (_, key) in LISTS.items()}
 # Methods the 2026-07-28 revision removed: a stateless-era client gets -32601 for them.
 _REMOVED_IN_2026 = frozenset({"ping", "resources/subscribe", "resources/unsubscribe", "logging/setLevel"})
@@ -33,9 +40,11 @@ _LOCAL = frozenset({"ping", "initialize", "server/discover", "resources/subscrib
 class Listing(Protocol):
     """What the registry decides per server and tool (health, pins); answered from memory."""
 
-    def listed(self, conn: UpstreamConnection) -> bool: ...
+    def listed(self, conn: ServerPool) -> bool: ...
 
     def tool_hidden(self, server: str, tool: str) -> bool: ...
+
+    def catalog_of(self, conn: ServerPool) -> ServerCatalog: ...
 
     def check_tool(self, server: str, tool: str) -> None:
         """Raises a `ToolwayError` (e.g. `ToolQuarantined`) when the tool must not be called."""
@@ -53,9 +62,14 @@ class Router:
         page_size: int,
         cursors: CursorCodec,
         events: Events | None = None,
+        visible: Visible | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self._manager = manager
+        self._visible = visible
         self._events = events
+        # Picks the replica, retries where safe, applies kill switches and affinity (dispatch.py).
+        self.dispatcher = dispatcher or Dispatcher(Traffic(events), Affinity(10_000), events=events)
         self._hub = hub
         self._page_size = page_size
         self._cursors = cursors
@@ -90,15 +104,21 @@ class Router:
                 self._view = build_view(generation, self._manager.ready())
             else:
                 listed = [c for c in self._manager.connections.values() if registry.listed(c)]
-                self._view = build_view(generation, listed, hide_tool=registry.tool_hidden)
+                self._view = build_view(generation, listed, registry.tool_hidden, registry.catalog_of)
         return self._view
+
+    def resource_owner(self, uri: str) -> str | None:
+        """The server a resource request for `uri` goes to on `/mcp` (as `_by_uri` routes it)."""
+        return self.view().owner_of(uri) or self._sole_resource_server()
 
     async def _ping(self, call: Call) -> dict[str, Any]:
         return {}
 
     async def _list(self, call: Call) -> dict[str, Any]:
         view = self.view()
-        items = view.lists.get(call.method, [])
+        # Filtered before slicing, so pages and cursors are those of what the caller may see.
+        visible = self._visible
+        items = visible(call, view) if visible is not None and call.identity is not None else view.lists[call.method]
         cursor = (call.params or {}).get("cursor")
         start = self._cursors.offset(call.method, cursor) if cursor is not None else 0
         end = start + self._page_size
@@ -208,7 +228,7 @@ class Router:
             result["tools"] = [t for t in tools if not registry.tool_hidden(conn.name, str(t.get("name")))]
         return result
 
-    async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[UpstreamConnection, str]:
+    async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[ServerPool, str]:
         qualified = (call.params or {}).get("name")
         if not isinstance(qualified, str):
             raise InvalidParams(f"{call.method} needs a string 'name'")
@@ -225,27 +245,22 @@ class Router:
 
     async def _forward(
         self,
-        conn: UpstreamConnection,
+        conn: ServerPool,
         call: Call,
         params: dict[str, Any] | None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
+        if conn.forward_headers and call.headers is not None:  # only the headers the server's config lists
+            headers = {**(headers or {}), **forwarded(conn.forward_headers, call.headers)}
         span = upstream_span(call, conn.name)  # None unless tracing is on
         if span is not None:  # W3C trace context in the HTTP headers and params._meta
             params, headers = span.inject(params, headers)
         start = time.perf_counter()
         outcome, code = "ok", None
         try:
-            result = await conn.call(
-                call.method,
-                params,
-                client_capabilities=call.client_capabilities,
-                client_info=call.client_info,
-                headers=headers,
-                sink=call.sink,
-                log_level=call.log_level,
-            )
+            tool = params.get("name") if call.method == "tools/call" and params is not None else None
+            result = await self.dispatcher.call(conn, call, params, headers, tool if isinstance(tool, str) else None)
             if conn.config.log_payloads:  # for the access log, on servers that opted in
                 call.annotations["result"] = result
             return result
@@ -262,7 +277,7 @@ class Router:
                     UpstreamCallFinished(conn.name, call.method, call.target, call.request_id, outcome, code, elapsed)
                 )
 
-    def _connection(self, name: str) -> UpstreamConnection:
+    def _connection(self, name: str) -> ServerPool:
         conn = self._manager.get(name)
         if conn is None:
             raise UpstreamUnavailable(name, "no such server is configured and enabled")

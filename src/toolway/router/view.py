@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolway.registry.catalog import LISTS
+from toolway.registry.catalog import LISTS, ServerCatalog
 from toolway.router.names import qualify
-from toolway.sessions.upstream import UpstreamConnection
+from toolway.sessions.pool import ServerPool
 
 _NAMESPACED = ("tools/list", "prompts/list")
 
@@ -26,6 +26,9 @@ class View:
     private: bool = True
     resource_owner: dict[str, str] = field(default_factory=dict)
     templates: tuple[tuple[re.Pattern[str], str, str], ...] = ()  # (matcher, server, uriTemplate)
+    # Per list, parallel to `lists`: the server of each item and its own (un-namespaced) name,
+    # so authorization can filter a list per identity before it is paginated.
+    origins: dict[str, tuple[tuple[str, str | None], ...]] = field(default_factory=dict)
 
     def owner_of(self, uri: str) -> str | None:
         """The server that listed this URI, else the first whose template matches it."""
@@ -40,27 +43,33 @@ class View:
 
 def build_view(
     generation: int,
-    connections: list[UpstreamConnection],
+    connections: list[ServerPool],
     hide_tool: Callable[[str, str], bool] | None = None,
+    catalog_of: Callable[[ServerPool], ServerCatalog] | None = None,
 ) -> View:
     """Merge catalogs in config order; on a URI collision the first server wins.
 
-    `hide_tool(server, name)` leaves tools out (quarantined by the registry's pins).
+    `hide_tool(server, name)` leaves tools out (quarantined by the registry's pins);
+    `catalog_of(server)` replaces `server.catalog` (the registry keeps a server's last
+    catalog listed through its health grace period).
     """
     lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
+    origins: dict[str, list[tuple[str, str | None]]] = {method: [] for method in LISTS}
     owners: dict[str, str] = {}
     templates: list[tuple[re.Pattern[str], str, str]] = []
     ttls: list[int] = []
     private = False
     for conn in connections:
-        catalog = conn.catalog
+        catalog = catalog_of(conn) if catalog_of is not None else conn.catalog
         for method in LISTS:
             for item in catalog.get(method):
-                if hide_tool is not None and method == "tools/list" and hide_tool(conn.name, str(item.get("name"))):
+                own = item.get("name")
+                if hide_tool is not None and method == "tools/list" and hide_tool(conn.name, str(own)):
                     continue
-                if method in _NAMESPACED and isinstance(item.get("name"), str):
-                    item = {**item, "name": qualify(conn.name, item["name"])}
+                if method in _NAMESPACED and isinstance(own, str):
+                    item = {**item, "name": qualify(conn.name, own)}
                 lists[method].append(item)
+                origins[method].append((conn.name, own if isinstance(own, str) else None))
         for resource in catalog.get("resources/list"):
             uri = resource.get("uri")
             if isinstance(uri, str):
@@ -79,6 +88,7 @@ def build_view(
         private=private or not connections,
         resource_owner=owners,
         templates=tuple(templates),
+        origins={method: tuple(pairs) for method, pairs in origins.items()},
     )
 
 

@@ -31,6 +31,7 @@ class DownstreamSession:
     client_capabilities: dict[str, Any]
     client_info: dict[str, Any] | None
     last_seen: float
+    principal: str | None = None  # "<scheme>:<subject>" that opened it; only it may use it
     initialized: bool = False
     log_level: str | None = None  # set by logging/setLevel; None: whatever the servers send
     # Server->client requests awaiting the client's answer, by the id we gave them.
@@ -92,6 +93,7 @@ class SessionTable:
         capabilities: dict[str, Any],
         client_info: dict[str, Any] | None,
         scope: str | None = None,
+        principal: str | None = None,
     ) -> DownstreamSession:
         self._expire()
         while len(self._sessions) >= self._max:
@@ -104,14 +106,16 @@ class SessionTable:
             client_capabilities=capabilities,
             client_info=client_info,
             last_seen=self._clock.now(),
+            principal=principal,
         )
         self._sessions[session.id] = session
         return session
 
-    def get(self, session_id: str, path: str) -> DownstreamSession | None:
-        """The live session with this id on this endpoint, touched; None if unknown, expired or elsewhere."""
+    def get(self, session_id: str, path: str, principal: str | None = None) -> DownstreamSession | None:
+        """The live session with this id on this endpoint, touched; None if unknown, expired, elsewhere,
+        or opened by another principal (the spec's 404: as if it did not exist)."""
         session = self._sessions.get(session_id)
-        if session is None or session.path != path:
+        if session is None or session.path != path or session.principal != principal:
             return None
         now = self._clock.now()
         if now - session.last_seen > self._idle:
@@ -121,9 +125,9 @@ class SessionTable:
         self._sessions.move_to_end(session_id)
         return session
 
-    def end(self, session_id: str, path: str) -> bool:
-        """End a live session; False if it is unknown, expired or belongs to another endpoint."""
-        if self.get(session_id, path) is None:
+    def end(self, session_id: str, path: str, principal: str | None = None) -> bool:
+        """End a live session; False if it is unknown, expired, elsewhere or another principal's."""
+        if self.get(session_id, path, principal) is None:
             return False
         self._ended(self._sessions.pop(session_id))
         return True

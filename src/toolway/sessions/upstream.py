@@ -21,16 +21,19 @@ from toolway.clock import Clock
 from toolway.config.model import HttpServerConfig, StdioServerConfig
 from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
+    UpstreamConnectionLost,
     UpstreamError,
     UpstreamIncompatible,
     UpstreamProtocolError,
+    UpstreamRefused,
     UpstreamRpcError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from toolway.registry.catalog import EMPTY, ServerCatalog, fetch_catalog
+from toolway.sessions.deadline import WatchedSink
 from toolway.sessions.listening import listen_once
-from toolway.upstream.channel import Channel, ChannelClosed, SessionExpired
+from toolway.upstream.channel import NO_AUTH, Channel, ChannelClosed, SessionExpired, UpstreamAuth
 from toolway.upstream.client import Negotiated, UpstreamClient
 from toolway.upstream.http import HttpChannel
 from toolway.upstream.legacy_sse import LegacySseChannel, NotAnEventStream, says_wrong_transport, sse_urls
@@ -56,8 +59,12 @@ class UpstreamConnection:
         clock: Clock,
         on_change: Callable[[UpstreamConnection], None],
         on_notification: Callable[[UpstreamConnection, dict[str, Any]], None] | None = None,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self.config = config
+        self._auth = auth  # the gateway's own credentials for this server (upstream/credentials.py)
+        # The client's request headers passed through (config `forward_headers`, lowercase).
+        self.forward_headers = tuple(config.forward_headers) if isinstance(config, HttpServerConfig) else ()
         self.name = config.name
         self._http = http
         self._clock = clock
@@ -145,22 +152,41 @@ class UpstreamConnection:
         headers: dict[str, str] | None = None,
         sink: Sink | None = None,
         log_level: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - what is left of the caller's budget
     ) -> dict[str, Any]:
         """Call the server within its deadline. `sink` carries what the server sends meanwhile.
 
+        The deadline is `timeout` (else `timeouts.call`), with the first-byte phase and
+        renewal by progress of `timeouts` (see `sessions/deadline.py`).
+
         Raises:
-            UpstreamUnavailable: the server is down, or went down during the call.
-            UpstreamTimeout: no answer within `timeouts.call`.
+            UpstreamUnavailable: the server is down (the request was not sent);
+                `UpstreamRefused` when the connection was refused, `UpstreamConnectionLost`
+                when it broke while the request was out.
+            UpstreamTimeout: no answer within the deadline.
             UpstreamProtocolError: the server's answer is not MCP.
             UpstreamRpcError: the server answered with a JSON-RPC error.
         """
         client = await self._ready_client()
         msg_id = client.next_id()
-        timeout = self.config.timeouts.call
+        limits = self.config.timeouts
+        total = limits.call if timeout is None else timeout
+        loop_start = asyncio.get_running_loop().time()
+        first = WatchedSink.first_deadline(loop_start, total, limits.first_byte)
         self.inflight += 1
         self._idle.clear()
+        watched: WatchedSink | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(first) as deadline:
+                if sink is not None and (limits.first_byte is not None or limits.progress_max is not None):
+                    watched = WatchedSink(
+                        sink,
+                        deadline,
+                        started=loop_start,
+                        total=total,
+                        first_byte=limits.first_byte,
+                        progress_max=limits.progress_max,
+                    )
                 return await client.request(
                     method,
                     params,
@@ -168,7 +194,7 @@ class UpstreamConnection:
                     client_info=client_info,
                     headers=headers,
                     msg_id=msg_id,
-                    sink=sink,
+                    sink=watched or sink,
                     log_level=log_level,
                 )
         except asyncio.CancelledError:
@@ -178,14 +204,21 @@ class UpstreamConnection:
             raise
         except TimeoutError:
             if self._spawn is not None:
-                self._spawn(_quietly(lambda: client.cancel(msg_id, f"the gateway's {timeout:g}s deadline passed")))
-            raise UpstreamTimeout(self.name, f"no answer to {method} within {timeout:g}s") from None
+                reason = f"the gateway's {total:.3g}s deadline passed"
+                self._spawn(_quietly(lambda: client.cancel(msg_id, reason)))
+            if watched is not None and not watched.heard:
+                phase = f"no first answer to {method} within {limits.first_byte:g}s (timeouts.first_byte)"
+                raise UpstreamTimeout(self.name, phase) from None
+            renewed = " (renewed by progress)" if limits.progress_max is not None else ""
+            raise UpstreamTimeout(self.name, f"no answer to {method} within {total:.3g}s{renewed}") from None
         except SessionExpired:
             self._mark_lost(client, "the server ended our session")
             raise UpstreamUnavailable(self.name, "the server ended our session; reconnecting") from None
         except ChannelClosed as exc:
             self._mark_lost(client, str(exc))
-            raise UpstreamUnavailable(self.name, str(exc)) from None
+            if exc.delivered:
+                raise UpstreamConnectionLost(self.name, str(exc)) from None
+            raise UpstreamRefused(self.name, str(exc)) from None
         finally:
             self.inflight -= 1
             if not self.inflight:
@@ -282,7 +315,8 @@ class UpstreamConnection:
         try:
             client = await self._connect_over(self._new_channel("streamable-http"))
         except UpstreamProtocolError:
-            if not await says_wrong_transport(self._http, config.url, dict(config.headers)):
+            probe_headers = {**config.headers, **await self._auth.headers()}
+            if not await says_wrong_transport(self._http, config.url, probe_headers):
                 raise
             client = await self._fall_back_to_sse(config)
         else:
@@ -293,7 +327,9 @@ class UpstreamConnection:
         """Raises: `NotAnEventStream` when no candidate URL serves an event stream."""
         error = NotAnEventStream(f"no event stream at {config.url}")
         for url in sse_urls(config.url):
-            channel = LegacySseChannel(url, dict(config.headers), self._http, on_close=self._channel_closed)
+            channel = LegacySseChannel(
+                url, dict(config.headers), self._http, on_close=self._channel_closed, auth=self._auth
+            )
             try:
                 client = await self._connect_over(channel)
             except NotAnEventStream as exc:
@@ -324,10 +360,10 @@ class UpstreamConnection:
             return StdioChannel(config.name, command, env, config.cwd, on_close=self._channel_closed)
         url, headers = self._url or config.url, dict(config.headers)
         if transport == "sse":
-            return LegacySseChannel(url, headers, self._http, on_close=self._channel_closed)
+            return LegacySseChannel(url, headers, self._http, on_close=self._channel_closed, auth=self._auth)
         if transport == "websocket":
-            return WebSocketChannel(url, headers, self._http, on_close=self._channel_closed)
-        return HttpChannel(url, headers, self._http)
+            return WebSocketChannel(url, headers, self._http, on_close=self._channel_closed, auth=self._auth)
+        return HttpChannel(url, headers, self._http, auth=self._auth)
 
     def _channel_closed(self, reason: str) -> None:
         """A message-stream channel (stdio, SSE, WebSocket) lost its transport."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from toolway.app import Gateway, running
-from toolway.clock import Clock
+from toolway.clock import Clock, WallClock
 from toolway.config.model import GatewayConfig
 from toolway.sessions.upstream import State
 
@@ -53,6 +53,7 @@ async def running_gateway(
     servers: Sequence[Mapping[str, Any]] = (),
     store_dir: Path | None = None,
     clock: Clock | None = None,
+    wall_clock: WallClock | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Start a gateway (from `config`, or built with `gateway_config`) and stop it on exit."""
@@ -60,7 +61,7 @@ async def running_gateway(
         if store_dir is None:
             raise TypeError("pass a config, or servers and a store_dir")
         config = gateway_config(servers, store_dir, **overrides)
-    async with running(config, clock=clock) as (gateway, endpoints):
+    async with running(config, clock=clock, wall_clock=wall_clock) as (gateway, endpoints):
         yield RunningGateway(gateway, endpoints.url, endpoints.admin_url, config)
 
 

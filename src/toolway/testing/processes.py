@@ -72,8 +72,12 @@ class RunningHttpUpstream:
             await self._stdout_drain
 
 
-def _upstream_args(name: str, transport: str, *, era: str, extra_tools: int, page_size: int) -> list[str]:
+def _upstream_args(
+    name: str, transport: str, *, era: str, extra_tools: int, page_size: int, journal: str | None = None
+) -> list[str]:
     args = [sys.executable, "-m", UPSTREAM_MODULE, "--name", name, "--transport", transport]
+    if journal is not None:
+        args += ["--journal", journal]
     if era != "both":
         args += ["--era", era]
     if extra_tools:
@@ -98,15 +102,19 @@ async def start_http_upstream(
     stateless: bool = False,
     extra_tools: int = 0,
     page_size: int = 0,
+    journal: str | None = None,
+    record_headers: str | None = None,
     timeout: float = 20.0,  # noqa: ASYNC109 - bounds only the wait for READY, not the upstream's life
 ) -> RunningHttpUpstream:
     """Start the fixture upstream ``name`` on ``port`` (0: ephemeral) and wait until it is ready.
 
     ``transport``: Streamable HTTP (``url`` ends in ``/mcp``), the 2024-11-05 HTTP+SSE transport
     (``url`` is its event stream, ``…/sse``) or WebSocket (``ws://…/mcp``). ``json_response`` and
-    ``stateless`` are Streamable HTTP options. Pass an earlier upstream's ``port`` to restart it
-    where clients expect it. The caller owns the result: ``stop()`` or ``kill()`` it (or use
-    ``http_upstream``).
+    ``stateless`` are Streamable HTTP options. ``journal``: a file the ``record`` tool appends
+    its keys to (it survives a ``kill()``). ``record_headers``: a file the upstream appends every
+    request's headers to (``toolway.testing.recording.read_recorded`` reads it). Pass an earlier
+    upstream's ``port`` to restart it where clients expect it. The caller owns the result:
+    ``stop()`` or ``kill()`` it (or use ``http_upstream``).
 
     Raises:
         ValueError: Streamable HTTP options with another transport.
@@ -114,8 +122,10 @@ async def start_http_upstream(
         RuntimeError: It exited before it was ready.
     """
     flag, url_pattern = _TRANSPORTS[transport]
-    args = _upstream_args(name, flag, era=era, extra_tools=extra_tools, page_size=page_size)
+    args = _upstream_args(name, flag, era=era, extra_tools=extra_tools, page_size=page_size, journal=journal)
     args += ["--port", str(port)]
+    if record_headers is not None:
+        args += ["--record-headers", str(record_headers)]
     if transport == "streamable-http":
         args.append("--json-response" if json_response else "--sse-response")
         if stateless:

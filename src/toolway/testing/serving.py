@@ -33,6 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from toolway.testing.recording import HeaderRecorder, record
+
 HOST = "127.0.0.1"
 
 
@@ -158,18 +160,24 @@ def _announce(name: str, url: str, port: int) -> None:
     sys.stdout.flush()
 
 
-async def serve_http(server: MCPServer, *, era: str, port: int, json_response: bool, stateless: bool) -> None:
+async def serve_http(
+    server: MCPServer, *, era: str, port: int, json_response: bool, stateless: bool, record_headers: str | None = None
+) -> None:
     app: ASGIApp = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
     if era == "handshake":
         app = HandshakeOnlyApp(app, stateless=stateless)
+    if record_headers is not None:
+        app = HeaderRecorder(app, record_headers)
     await _serve_asgi(app, port=port, name=f"upstream {server.name}", path="/mcp")
 
 
-async def serve_sse(server: MCPServer, *, era: str, port: int) -> None:
+async def serve_sse(server: MCPServer, *, era: str, port: int, record_headers: str | None = None) -> None:
     # The SDK's own app serves both eras (the client's first request decides); a server of the
     # 2024-11-05 transport predates 2026-07-28, so `--era handshake` gets the same routes over
     # the SDK's transport with its handshake-only loop.
-    app = server.sse_app(host=HOST) if era == "both" else _handshake_sse_app(server)
+    app: ASGIApp = server.sse_app(host=HOST) if era == "both" else _handshake_sse_app(server)
+    if record_headers is not None:
+        app = HeaderRecorder(app, record_headers)
     await _serve_asgi(app, port=port, name=f"upstream {server.name}", path="/sse")
 
 
@@ -202,10 +210,12 @@ async def _serve_asgi(app: ASGIApp, *, port: int, name: str, path: str) -> None:
     await ReadyServer(config, name=name, path=path).serve()
 
 
-async def serve_ws(server: MCPServer, *, era: str, port: int) -> None:
+async def serve_ws(server: MCPServer, *, era: str, port: int, record_headers: str | None = None) -> None:
     """WebSocket at ``/mcp``, one JSON-RPC message per text frame (the SDK has no WebSocket server)."""
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
+        if record_headers is not None:
+            record(record_headers, request.method, request.path, request.headers.items())
         ws = web.WebSocketResponse(protocols=("mcp",))
         await ws.prepare(request)
         await _bridge_websocket(ws, server, era=era)

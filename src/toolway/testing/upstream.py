@@ -10,10 +10,13 @@ Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
     --stateless                      http only; the SDK's stateless_http mode
     --extra-tools N                  add tools t000..t(N-1), each returning its own name
     --page-size N                    paginate tools/list, N tools a page (0, the default: one page)
+    --journal PATH                   also append the keys of the ``record`` tool to this file
+    --record-headers FILE            http, sse, ws: append each request's headers to FILE (JSON lines)
 
 What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``, and the
 tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sample``, ``roots``,
-``grow``, ``redescribe``, ``touch``, ``subscriptions``); the prompt
+``grow``, ``redescribe``, ``touch``, ``subscriptions``), the routing tools from ``routing_tools``
+(``replica``, ``record``, ``journal``, ``pid``); the prompt
 ``greet`` (with completion of its ``name`` argument); the resources ``ui://NAME/page`` and
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
@@ -43,6 +46,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, Completion, PromptReference
 
 from toolway.testing.duplex_tools import add_duplex_tools
+from toolway.testing.routing_tools import add_routing_tools
 from toolway.testing.serving import exit_now, serve_http, serve_sse, serve_stdio, serve_ws
 
 __all__ = ["ToolPages", "build_server", "main"]
@@ -53,7 +57,7 @@ CRASH_EXIT_CODE = 3
 HOST = "127.0.0.1"
 
 
-def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0) -> MCPServer:
+def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0, journal: str | None = None) -> MCPServer:
     """Build the fixture server called ``name``.
 
     Raises:
@@ -132,6 +136,7 @@ def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0) -> MCPS
         return f"{name}:{key}"
 
     add_duplex_tools(server, name)
+    add_routing_tools(server, name, journal)
     if page_size:
         server.middleware.append(ToolPages(page_size))
     return server
@@ -201,6 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stateless", action="store_true", default=None, help="http: stateless_http=True")
     parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="add tools t000..t(N-1)")
     parser.add_argument("--page-size", type=int, default=0, metavar="N", help="paginate tools/list (0: off)")
+    parser.add_argument("--journal", default=None, metavar="PATH", help="append `record` keys to this file")
+    parser.add_argument("--record-headers", metavar="FILE", help="http, sse, ws: append each request's headers")
     return parser
 
 
@@ -223,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Before the SDK can configure logging: stderr only, WARNING and up.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    server = build_server(args.name, extra_tools=args.extra_tools, page_size=args.page_size)
+    server = build_server(args.name, extra_tools=args.extra_tools, page_size=args.page_size, journal=args.journal)
     logging.getLogger().setLevel(logging.WARNING)
     # Until uvicorn or the stdio loop install their own handlers: a SIGTERM right after the
     # line below must end us with status 0 too, not kill us.
@@ -240,12 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=port,
                 json_response=bool(args.json_response),
                 stateless=bool(args.stateless),
+                record_headers=args.record_headers,
             )
         )
     elif args.transport == "sse":
-        anyio.run(lambda: serve_sse(server, era=args.era, port=port))
+        anyio.run(lambda: serve_sse(server, era=args.era, port=port, record_headers=args.record_headers))
     elif args.transport == "ws":
-        anyio.run(lambda: serve_ws(server, era=args.era, port=port))
+        anyio.run(lambda: serve_ws(server, era=args.era, port=port, record_headers=args.record_headers))
     else:
         anyio.run(lambda: serve_stdio(server, era=args.era))
     return 0

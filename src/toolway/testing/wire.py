@@ -64,3 +64,34 @@ def tool_call(name: str, arguments: dict[str, Any], msg_id: int | str = 1, token
     if token is not None:
         params["_meta"] = {"progressToken": token}
     return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": params}
+
+
+async def call_tool(
+    http: aiohttp.ClientSession,
+    url: str,
+    name: str,
+    arguments: dict[str, Any],
+    msg_id: int | str = 1,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One stateless-era `tools/call`; the JSON-RPC response (result or error), JSON or SSE framed.
+
+    Raises:
+        AssertionError: the answer is neither (an SSE stream that ends without the response).
+    """
+    body, request_headers = modern_request("tools/call", {"name": name, "arguments": arguments}, msg_id)
+    async with http.post(url, data=orjson.dumps(body), headers={**request_headers, **(headers or {})}) as resp:
+        if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+            answer: dict[str, Any] = orjson.loads(await resp.read())
+            return answer
+        async for event in events(resp):
+            msg = orjson.loads(event.data) if event.data else None
+            if isinstance(msg, dict) and msg.get("id") == msg_id and "method" not in msg:
+                return msg
+    raise AssertionError(f"the stream of {name} ended without a response")
+
+
+def text_of(answer: dict[str, Any]) -> str:
+    """The first text content of a tool call's JSON-RPC response. Raises AssertionError on an error."""
+    assert "result" in answer, answer
+    return str(answer["result"]["content"][0]["text"])

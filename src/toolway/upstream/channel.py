@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 OnMessage = Callable[[dict[str, Any]], None]
 
 
+class UpstreamAuth(Protocol):
+    """The gateway's own credentials for one server (`upstream/credentials.py`).
+
+    `headers` is asked for on every HTTP request, since tokens expire; `rejected` is told when
+    the server answered HTTP 401, so a cached token is dropped and the next request gets a new one.
+    """
+
+    async def headers(self) -> Mapping[str, str]: ...
+
+    def rejected(self) -> None: ...
+
+
+class NoAuth:
+    """No credentials of the gateway's own for this server."""
+
+    async def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def rejected(self) -> None:
+        return None
+
+
+NO_AUTH = NoAuth()
+
+
 class ChannelClosed(Exception):
-    """The transport is gone (process exited, connection refused or lost)."""
+    """The transport is gone (process exited, connection refused or lost).
+
+    `delivered` is False only when the request provably never left the gateway
+    (connection refused, nothing written): only then may any call be retried elsewhere.
+    """
+
+    def __init__(self, message: str, *, delivered: bool = True) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class SessionExpired(Exception):

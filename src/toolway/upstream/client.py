@@ -25,6 +25,7 @@ from toolway import __version__
 from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
     ToolwayError,
+    UpstreamHttpStatus,
     UpstreamIncompatible,
     UpstreamProtocolError,
     UpstreamRpcError,
@@ -369,7 +370,7 @@ class UpstreamClient:
         try:
             answer = await self.channel.roundtrip(message, headers, on_message)
         except UpstreamHttpError as exc:
-            raise UpstreamProtocolError(self.server, str(exc)) from None
+            raise UpstreamHttpStatus(self.server, str(exc)) from None
         if "error" in answer:
             error = answer["error"]
             if not (

@@ -9,13 +9,16 @@ session, or a `subscriptions/listen` POST — for messages outside any request.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
 
+from toolway.protocol.errors import UpstreamError
 from toolway.protocol.versions import H_SESSION_ID
-from toolway.upstream.channel import ChannelClosed, OnMessage, SessionExpired
+from toolway.upstream.channel import NO_AUTH, ChannelClosed, OnMessage, SessionExpired, UpstreamAuth
 from toolway.upstream.sse import SSEParser
 
 _BASE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -27,9 +30,19 @@ class UpstreamHttpError(Exception):
     """The upstream answered HTTP with something that is not a JSON-RPC message."""
 
 
-def new_client_session() -> aiohttp.ClientSession:
-    """The gateway's one pooled client. Keep-alive idles out before typical servers' 5 s."""
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=4.0)
+def new_client_session(
+    ssl_context: ssl.SSLContext | None = None, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The gateway's pooled client (one, plus one per server with its own TLS settings).
+    Keep-alive idles out before typical servers' 5 s. `resolver` decides which addresses may
+    be connected to (egress control, `policy/egress.py`)."""
+    connector = aiohttp.TCPConnector(
+        limit=256,
+        limit_per_host=128,
+        keepalive_timeout=4.0,
+        ssl=ssl_context if ssl_context is not None else True,
+        resolver=resolver,
+    )
     return aiohttp.ClientSession(connector=connector, timeout=_NO_TIMEOUT)
 
 
@@ -38,10 +51,13 @@ class HttpChannel:
 
     attributes_messages = True
 
-    def __init__(self, url: str, headers: dict[str, str], http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str], http: aiohttp.ClientSession, *, auth: UpstreamAuth = NO_AUTH
+    ) -> None:
         self._url = url
         self._headers = {**_BASE_HEADERS, **headers}
         self._http = http
+        self._auth = auth  # the gateway's credentials for this server, set last on every request
         self.session_id: str | None = None
 
     def describe(self) -> str:
@@ -68,7 +84,7 @@ class HttpChannel:
         `subscriptions/listen`). Returns why the stream ended; `ChannelClosed` when
         the connection failed.
         """
-        all_headers = self._with_session({**self._headers, **headers})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth.headers()})
         try:
             if message is None:
                 ctx = self._http.get(self._url, headers=all_headers)
@@ -77,6 +93,8 @@ class HttpChannel:
             async with ctx as resp:
                 if resp.status == 405:
                     return "the server offers no stream here (405)"
+                if resp.status == 401:
+                    self._auth.rejected()
                 if resp.status >= 400 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     return f"the server refused the stream (HTTP {resp.status})"
                 await self._pump(resp, None, on_message)
@@ -90,10 +108,10 @@ class HttpChannel:
         session_id, self.session_id = self.session_id, None
         try:  # Best effort: tell a handshake-era server its session is over.
             timeout = aiohttp.ClientTimeout(total=2)
-            headers = {**self._headers, "Mcp-Session-Id": session_id}
+            headers = {**self._headers, **await self._auth.headers(), "Mcp-Session-Id": session_id}
             async with self._http.delete(self._url, headers=headers, timeout=timeout):
                 pass
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, UpstreamError):
             pass
 
     def _with_session(self, headers: dict[str, str]) -> dict[str, str]:
@@ -104,13 +122,14 @@ class HttpChannel:
     async def _post(
         self, message: dict[str, Any], headers: dict[str, str], on_message: OnMessage | None
     ) -> dict[str, Any] | None:
-        all_headers = self._with_session({**self._headers, **headers})
+        all_headers = self._with_session({**self._headers, **headers, **await self._auth.headers()})
         try:
             async with self._http.post(self._url, data=orjson.dumps(message), headers=all_headers) as resp:
                 want_id = message.get("id") if "method" in message else None  # None: nothing to wait for
                 return await self._read(resp, want_id, "Mcp-Session-Id" in all_headers, on_message)
         except aiohttp.ClientConnectorError as exc:
-            raise ChannelClosed(f"cannot connect to {self._url}: {exc.os_error or exc}") from None
+            # Refused before a byte of the request was written: provably not delivered.
+            raise ChannelClosed(f"cannot connect to {self._url}: {exc.os_error or exc}", delivered=False) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ChannelClosed(f"connection to {self._url} lost: {exc}") from None
         except aiohttp.ClientError as exc:
@@ -121,6 +140,8 @@ class HttpChannel:
     ) -> dict[str, Any] | None:
         if resp.status == 404 and had_session:
             raise SessionExpired(self._url)
+        if resp.status == 401:
+            self._auth.rejected()
         session_id = resp.headers.get(H_SESSION_ID)
         if session_id:
             self.session_id = session_id

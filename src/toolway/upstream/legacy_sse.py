@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 import structlog
 
-from toolway.upstream.channel import ChannelClosed, OnMessage
+from toolway.upstream.channel import NO_AUTH, ChannelClosed, OnMessage, UpstreamAuth
 from toolway.upstream.http import UpstreamHttpError
 from toolway.upstream.sse import SSEParser
 
@@ -123,10 +123,12 @@ class LegacySseChannel:
         *,
         on_close: Callable[[str], None] | None = None,
         on_message: OnMessage | None = None,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self._url = url
         self._headers = dict(headers)
         self._http = http
+        self._auth = auth  # the gateway's credentials for this server, on the GET and every POST
         self._on_close = on_close
         self.on_message = on_message
         self._calls = Correlator(url)
@@ -153,10 +155,13 @@ class LegacySseChannel:
         await self.close()
         self._calls.reset()
         try:
-            resp = await self._http.get(self._url, headers={**self._headers, "Accept": "text/event-stream"})
+            headers = {**self._headers, **await self._auth.headers(), "Accept": "text/event-stream"}
+            resp = await self._http.get(self._url, headers=headers)
         except aiohttp.ClientError as exc:
             raise ChannelClosed(f"cannot connect to {self._url}: {exc}") from None
         ctype = resp.headers.get("Content-Type", "")
+        if resp.status == 401:
+            self._auth.rejected()
         if resp.status != 200 or not ctype.startswith("text/event-stream"):
             resp.close()
             raise NotAnEventStream(f"GET {self._url} answered HTTP {resp.status} {ctype or 'without a body type'}")
@@ -205,7 +210,7 @@ class LegacySseChannel:
         endpoint = self._endpoint
         if endpoint is None or self._calls.closed_reason is not None:
             raise ChannelClosed(self._calls.closed_reason or f"the event stream from {self._url} is not open")
-        all_headers = {**self._headers, **headers, **_JSON_HEADERS}
+        all_headers = {**self._headers, **headers, **await self._auth.headers(), **_JSON_HEADERS}
         try:
             async with self._http.post(endpoint, data=orjson.dumps(message), headers=all_headers) as resp:
                 if resp.status < 300:
@@ -215,6 +220,8 @@ class LegacySseChannel:
             raise ChannelClosed(f"POST to {endpoint} failed: {exc}") from None
         if status == 404:
             raise ChannelClosed(f"{self._url} no longer knows our SSE session (HTTP 404)")
+        if status == 401:
+            self._auth.rejected()
         raise UpstreamHttpError(f"HTTP {status} to a message POST: {_snippet(body)!r}")
 
     async def _read(self, resp: aiohttp.ClientResponse, named: asyncio.Future[str]) -> None:

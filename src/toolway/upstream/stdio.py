@@ -116,7 +116,7 @@ class StdioChannel:
     async def _write(self, message: dict[str, Any]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None or self._closed_reason is not None:
-            raise ChannelClosed(self._closed_reason or "the process is not running")
+            raise ChannelClosed(self._closed_reason or "the process is not running", delivered=False)
         async with self._write_lock:
             try:
                 proc.stdin.write(orjson.dumps(message) + b"\n")

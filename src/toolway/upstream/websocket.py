@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
-from toolway.upstream.channel import ChannelClosed, OnMessage
+from toolway.upstream.channel import NO_AUTH, ChannelClosed, OnMessage, UpstreamAuth
 from toolway.upstream.legacy_sse import Correlator
 
 log = structlog.get_logger("toolway.upstream.websocket")
@@ -48,10 +48,12 @@ class WebSocketChannel:
         on_close: Callable[[str], None] | None = None,
         on_message: OnMessage | None = None,
         heartbeat: float = HEARTBEAT_SECONDS,
+        auth: UpstreamAuth = NO_AUTH,
     ) -> None:
         self._url = url
         self._headers = dict(headers)
         self._http = http
+        self._auth = auth  # the gateway's credentials for this server, on the upgrade request
         self._on_close = on_close
         self.on_message = on_message
         self._heartbeat = heartbeat
@@ -74,11 +76,13 @@ class WebSocketChannel:
             ws = await self._http.ws_connect(
                 self._url,
                 protocols=(SUBPROTOCOL,),
-                headers=self._headers,
+                headers={**self._headers, **await self._auth.headers()},
                 heartbeat=self._heartbeat,
                 timeout=_CLOSE_TIMEOUT,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 401:
+                self._auth.rejected()
             raise ChannelClosed(f"{self._url} refused the WebSocket upgrade (HTTP {exc.status})") from None
         except aiohttp.ClientError as exc:
             raise ChannelClosed(f"cannot connect to {self._url}: {exc}") from None

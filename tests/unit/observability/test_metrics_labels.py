@@ -32,6 +32,10 @@ class FakeManager:
     connections: dict[str, FakeConnection] = field(default_factory=dict)
     generation: int = 0
 
+    @property
+    def pools(self) -> dict[str, Any]:
+        return {}  # no replicas here; the per-replica gauges are tested end to end (test_routing_resilience.py)
+
 
 class FakeClock:
     def now(self) -> float:

@@ -8,18 +8,24 @@ import pytest
 
 from toolway.protocol import errors
 from toolway.protocol.errors import (
+    CircuitOpen,
     HeaderMismatch,
     InvalidParams,
     InvalidRequest,
+    Killed,
     MethodNotFound,
+    NoHealthyReplica,
     ParseError,
     SessionNotFound,
     SessionRequired,
     ToolwayError,
     UnknownTarget,
     UnsupportedProtocolVersion,
+    UpstreamConnectionLost,
     UpstreamError,
+    UpstreamHttpStatus,
     UpstreamProtocolError,
+    UpstreamRefused,
     UpstreamRpcError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -72,20 +78,28 @@ def test_subclass_relationships() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "code"),
+    ("cls", "code", "cause", "retryable"),
     [
-        (UpstreamUnavailable, -32000),
-        (UpstreamTimeout, -32001),
-        (UpstreamProtocolError, -32603),
-        (UpstreamError, -32603),
+        (UpstreamUnavailable, -32000, "unavailable", True),  # not sent: trying again is safe
+        (UpstreamRefused, -32000, "refused", True),
+        (UpstreamConnectionLost, -32000, "reset", False),  # may have run: final unless the router says otherwise
+        (CircuitOpen, -32000, "breaker_open", True),
+        (NoHealthyReplica, -32000, "no_healthy_replica", True),
+        (UpstreamTimeout, -32001, "timeout", False),
+        (UpstreamProtocolError, -32603, "protocol", False),
+        (UpstreamHttpStatus, -32603, "http_status", False),
+        (Killed, -32010, "killed", False),
+        (UpstreamError, -32603, "upstream", False),
     ],
 )
-def test_upstream_errors_name_the_server(cls: type[UpstreamError], code: int) -> None:
+def test_upstream_errors_name_the_server_and_cause(
+    cls: type[UpstreamError], code: int, cause: str, retryable: bool
+) -> None:
     exc = cls("weather", "connection refused")
     err = to_error(exc)
     assert err["code"] == code
     assert err["message"] == "server 'weather': connection refused"
-    assert err["data"] == {"server": "weather"}
+    assert err["data"] == {"server": "weather", "cause": cause, "retryable": retryable}
     assert exc.server == "weather"
     assert exc.cause == "connection refused"
     assert exc.http_status == 200
@@ -93,7 +107,13 @@ def test_upstream_errors_name_the_server(cls: type[UpstreamError], code: int) ->
 
 def test_upstream_error_merges_extra_data() -> None:
     err = to_error(UpstreamTimeout("db", "no answer within 30s", data={"timeout": 30}))
-    assert err["data"] == {"server": "db", "timeout": 30}
+    assert err["data"] == {"server": "db", "timeout": 30, "cause": "timeout", "retryable": False}
+
+
+def test_the_router_can_mark_a_delivered_failure_retryable() -> None:
+    exc = UpstreamConnectionLost("db", "connection reset")
+    exc.retryable = True  # e.g. the tool is annotated idempotentHint
+    assert to_error(exc)["data"]["retryable"] is True
 
 
 def test_upstream_rpc_error_is_passed_through_as_is() -> None:

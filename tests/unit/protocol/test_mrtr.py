@@ -117,6 +117,16 @@ def test_park_take_round_trip(parking: Parking) -> None:
     assert len(parking) == 0
 
 
+def test_a_parked_call_is_answered_only_by_the_principal_that_made_it(parking: Parking) -> None:
+    sink = bridge(parking)
+    sink.principal = "jwt:alice"
+    state = parking.park(sink)
+    for other in (None, "jwt:mallory", "api_key:alice"):
+        with pytest.raises(InvalidParams, match="unknown or expired"):
+            parking.take(state, other)
+    assert parking.take(state, "jwt:alice") is sink  # still parked after the others' attempts
+
+
 def test_park_spawns_one_expiry_per_state(parking: Parking, spawner: Spawner) -> None:
     parking.park(bridge(parking))
     parking.park(bridge(parking))

@@ -1,0 +1,1 @@
+"""Policy: OPA/Rego and built-in rules on one decision path, the decision log, egress control."""
