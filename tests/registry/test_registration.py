@@ -139,3 +139,24 @@ async def test_bad_requests_name_the_problem(store_url: str, tmp_path: Path) -> 
         assert (body["config"]["tags"], body["config"]["command"]) == (["x"], echo["command"])
         status, _ = await admin.request("PUT", "/admin/servers/one/heartbeat")
         assert status == 405
+
+        # What start-up checks of the file's servers is checked at registration too.
+        missing = tmp_path / "no-such-secret"
+        secret = {"credentials": {"headers": {"X-Key": {"value_file": str(missing)}}}}
+        status, body = await admin.request(
+            "POST",
+            "/admin/servers",
+            {"name": "sec", "transport": "streamable-http", "url": "http://127.0.0.1:9/mcp", **secret},
+        )
+        assert status == 400 and body["field"] == "credentials" and str(missing) in body["error"], body
+        assert (await admin.request("GET", "/admin/servers/sec"))[0] == 404  # nothing half-registered
+
+
+async def test_egress_rules_apply_to_registered_servers(tmp_path: Path) -> None:
+    async with (
+        running_gateway(servers=[], store_dir=tmp_path, egress={"allow_loopback": False}) as gw,
+        AdminClient(gw.admin_url) as admin,
+    ):
+        body = {"name": "local", "transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"}
+        status, answer = await admin.request("POST", "/admin/servers", body)
+        assert status == 400 and answer["field"] == "url" and "127.0.0.1" in answer["error"], answer

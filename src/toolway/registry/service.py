@@ -21,8 +21,9 @@ from typing import Any
 import structlog
 
 from toolway.clock import Clock
-from toolway.config.model import GatewayConfig
+from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.observability.events import Events
+from toolway.protocol.errors import EgressDenied
 from toolway.registry.catalog import EMPTY, ServerCatalog, catalog_diff
 from toolway.registry.compat import compatibility
 from toolway.registry.entries import (
@@ -43,6 +44,8 @@ from toolway.registry.store import Store, StoreError
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.pool import ServerPool
 from toolway.sessions.upstream import State
+from toolway.upstream.credentials import CredentialsError
+from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway.registry")
 
@@ -204,6 +207,7 @@ class Registry:
         async with self._lock:
             if server.name in self.entries:
                 raise Conflict(f"a server named {server.name!r} is already registered", "name")
+            await self._admissible(server)
             registration = Registration(server.name, "api", server.enabled, dump(server))
             await self._save(registration)
             self.entries[server.name], self._configs[server.name] = registration, server
@@ -222,6 +226,7 @@ class Registry:
             if merge and isinstance(body, dict):
                 body = {**self.entries[name].config, **body}
             server = validate_server({**body, "name": name} if isinstance(body, dict) else body)
+            await self._admissible(server)
             registration = Registration(name, "api", server.enabled, dump(server))
             await self._save(registration)
             self.entries[name], self._configs[name] = registration, server
@@ -325,6 +330,21 @@ class Registry:
             raise Conflict(
                 f"server {name!r} comes from the config file: {action} it there (enable/disable works at run time)"
             )
+
+    async def _admissible(self, server: AnyServer) -> None:
+        """What the gateway checks of the file's servers at start-up: egress rules, certificates
+        and secrets. Raises `RegistryError` (400) naming the problem."""
+        if isinstance(server, HttpServerConfig):
+            for url in server.urls():
+                try:
+                    await self._manager.egress.check_upstream(url, unresolvable_ok=True)
+                except EgressDenied as exc:
+                    raise RegistryError(exc.message, "url" if server.endpoints is None else "endpoints") from None
+        try:
+            self._manager.prepare(server)
+        except (CredentialsError, UpstreamTlsError) as exc:
+            field = "tls" if isinstance(exc, UpstreamTlsError) else "credentials"
+            raise RegistryError(str(exc), field) from None
 
     async def _save(self, registration: Registration) -> None:
         assert self._records is not None

@@ -125,14 +125,26 @@ class ConnectionManager:
             raise ValueError(f"server {server.name!r} is already connected")
         if self._group is None or self._http is None:
             raise RuntimeError("the connection manager is not running")
-        if isinstance(server, HttpServerConfig):  # what __init__ prepares for the file's servers
-            if server.tls is not None:
-                self._tls[server.name] = client_context(server.name, server.tls)
-            if server.credentials is not None:
-                self.credentials[server.name] = Credentials(server.name, server.credentials, self._client, self._clock)
+        self.prepare(server)
         pool = self._start(server)
         self.generation += 1
         return pool
+
+    def prepare(self, server: StdioServerConfig | HttpServerConfig) -> None:
+        """Read what `__init__` reads for the file's servers (client certificate, secrets), for a
+        server added at run time: called before it is registered, so a bad one is refused first.
+
+        Raises:
+            CredentialsError, UpstreamTlsError: naming the server and the file or secret.
+        """
+        if not isinstance(server, HttpServerConfig):
+            return
+        self._tls.pop(server.name, None)
+        self.credentials.pop(server.name, None)
+        if server.tls is not None:
+            self._tls[server.name] = client_context(server.name, server.tls)
+        if server.credentials is not None:
+            self.credentials[server.name] = Credentials(server.name, server.credentials, self._client, self._clock)
 
     async def remove(self, name: str, drain_seconds: float) -> bool:
         """Stop routing new calls to `name`, wait (up to `drain_seconds`) for the calls in flight
