@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Strategy = Literal["least_inflight", "round_robin", "weighted", "random_two_choices", "consistent_hash"]
 _HASH_KEY = re.compile(r"^(principal|header:[A-Za-z0-9-]+|argument:[A-Za-z0-9_.-]+)$")
@@ -99,11 +99,40 @@ class Retries(_Model):
 
 
 class PoolLimits(_Model):
-    """Limits on each replica's connection."""
+    """Each replica's pool of upstream sessions (sessions/session_pool.py, docs/routing.md).
 
-    # Calls in flight on one replica's connection; a full replica gets no new call, and
-    # a call that finds every replica full waits (within its deadline) for a slot.
+    Every count includes the gateway's own session (its catalog, subscriptions and
+    keep-alive), which serves calls too where callers may share it.
+    """
+
+    # The most upstream sessions (for stdio: processes) one replica opens. Unset: 1 where
+    # callers share sessions (one session, as before pools), 64 where each principal has its own.
+    max_connections: int | None = Field(default=None, ge=1, le=10_000)
+    # Calls in flight on one session; a call that finds its sessions full opens another (up to
+    # `max_connections`), else waits (`max_waiting`) or is refused. Unset: no limit.
     max_inflight: int | None = Field(default=None, ge=1)
+    # Calls that may wait, in FIFO order and within their deadline, for a slot on one replica.
+    # 0: a full replica refuses at once (retryable `no_healthy_replica`).
+    max_waiting: int = Field(default=0, ge=0, le=100_000)
+    # Sessions opened when the server starts (at start-up or registration) and never closed for
+    # idleness: no cold start for the first calls.
+    warm: int = Field(default=1, ge=1, le=10_000)
+    # A session beyond `warm` with no call for this long is closed.
+    idle_seconds: float = Field(default=300.0, gt=0)
+    # Ping quiet handshake-era pool sessions every `keepalive_seconds`, as the gateway's own.
+    keepalive: bool = True
+
+    @model_validator(mode="after")
+    def _warm_within_limit(self) -> PoolLimits:
+        if self.max_connections is not None and self.warm > self.max_connections:
+            raise ValueError(f"warm ({self.warm}) must not exceed max_connections ({self.max_connections})")
+        return self
+
+
+# Who may use an upstream session: `shared` (any caller), `per_principal` (only the principal it
+# was opened for; stdio: its own process), or `auto` (per_principal for stdio and handshake-era
+# upstreams, whose sessions hold state; shared for stateless-era HTTP upstreams).
+Sharing = Literal["auto", "shared", "per_principal"]
 
 
 class RoutingFields(_Model):
@@ -117,6 +146,7 @@ class RoutingFields(_Model):
     breaker: Breaker = Breaker()
     retries: Retries = Retries()
     pool: PoolLimits = PoolLimits()
+    sharing: Sharing = "auto"
 
 
 def check_endpoints(url: str, endpoints: list[Endpoint] | None) -> None:
@@ -139,6 +169,7 @@ __all__ = [
     "PoolLimits",
     "Retries",
     "RoutingFields",
+    "Sharing",
     "Strategy",
     "check_endpoints",
 ]

@@ -96,6 +96,48 @@ class TrafficChanged:
     detail: str  # the tool, the weights, or the replica
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamSessionOpened:
+    """A replica's pool connected a new upstream session (for stdio: started a process)."""
+
+    server: str
+    replica: str
+    principal: str | None  # the group it serves ("scheme:subject"); None: shared, or a warm spare
+    reason: str  # "warm" (opened at start or registration) | "demand" (a call needed it)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSessionClosed:
+    """A pool session ended."""
+
+    server: str
+    replica: str
+    principal: str | None
+    reason: str  # "idle" | "evicted" (room for another principal) | "lost" | "dial_failed" | "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSaturated:
+    """A call found no slot on a replica's sessions: it waits (`waits`) or is refused."""
+
+    server: str
+    replica: str
+    principal: str | None
+    waiting: int  # calls already waiting on this replica
+    waits: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PoolWaited:
+    """A call's wait for a slot ended."""
+
+    server: str
+    replica: str
+    principal: str | None
+    seconds: float
+    outcome: str  # "granted" | "timeout" | "cancelled"
+
+
 class Events:
     def __init__(self) -> None:
         self._listeners: dict[type, list[Callable[[Any], None]]] = {}

@@ -4,11 +4,13 @@
 2. Affinity: a handshake-era session already pinned to a replica goes there, or is
    told its session is gone (`SessionGone`, HTTP 404) when that replica is.
 3. Candidates: replicas connected, not draining, not ejected, breaker not open, not
-   full — preferring ones this call has not tried yet.
+   full for the caller's session group — preferring ones this call has not tried yet. When
+   every one is full, the one with the fewest waiting calls, if its pool lets calls wait.
 4. Version split (canary, blue/green) by the operator's weights, then the server's
    balancing strategy among that version's candidates.
-5. The attempt, within what is left of the call's deadline; its outcome feeds the
-   replica's breaker and outlier tracker.
+5. The attempt on a session borrowed from the replica's pool (the caller's own under
+   `sharing: per_principal`), within what is left of the call's deadline; its outcome
+   feeds the replica's breaker and outlier tracker.
 6. On failure, another attempt only where `RetryPolicy` says it is safe, after a
    jittered back-off, never past the attempt limit or the deadline.
 """
@@ -170,7 +172,8 @@ class Dispatcher:
         if not breaker.allow():
             raise CircuitOpen(replica.conn.name, f"replica {replica.id}'s circuit breaker is open")
         try:
-            result = await replica.conn.call(
+            result = await replica.call(
+                replica.key(call.identity),
                 call.method,
                 params,
                 client_capabilities=call.client_capabilities,
@@ -204,14 +207,17 @@ class Dispatcher:
             # One replica: nothing to choose. Its connection raises its own clear error when it
             # is down, and waits for a first connect that is still under way.
             only = pool.replicas[0]
-            if only.draining or only.full():
+            if only.draining or (only.full(only.key(call.identity)) and not only.sessions.may_wait()):
                 raise NoHealthyReplica(pool.name, f"its only replica is {only.health()}")
             if only.conn.state is State.READY and not only.breaker.available():
                 raise CircuitOpen(pool.name, "its circuit breaker is open; calls resume after a trial succeeds")
             return only
-        candidates = [r for r in pool.replicas if r.routable()]
+        candidates = [r for r in pool.replicas if r.routable(r.key(call.identity))]
         fresh = [r for r in candidates if r.id not in tried] or candidates
         if not fresh:
+            waitable = [r for r in pool.replicas if r.available() and r.sessions.may_wait()]
+            if waitable:  # every one is full: queue where the fewest already wait
+                return min(waitable, key=lambda r: r.sessions.waiting)
             connecting = [r for r in pool.replicas if r.conn.state is State.CONNECTING and not r.draining]
             if connecting and not tried:
                 return connecting[0]  # start-up: its call waits (bounded) for the first connect

@@ -111,6 +111,8 @@ class ConnectionManager:
             self._group.create_task(replica.conn.supervise(self.spawn), name=f"supervise-{server.name}-{replica.id}")
             for replica in pool.replicas
         ]
+        for replica in pool.replicas:
+            replica.sessions.start(self)  # its warm sessions connect now, beside the gateway's own
         return pool
 
     def add(self, server: StdioServerConfig | HttpServerConfig) -> ServerPool:
@@ -156,9 +158,11 @@ class ConnectionManager:
         self.generation += 1
         deadline = asyncio.get_running_loop().time() + drain_seconds
         drained = True
-        for conn in pool.connections():
+        for replica in pool.replicas:
             left = max(0.0, deadline - asyncio.get_running_loop().time())
-            drained = await conn.drained(left) and drained
+            drained = await replica.sessions.drained(left) and drained
+        for replica in pool.replicas:
+            await replica.sessions.close()
         tasks = self._supervisors.pop(name, [])
         for task in tasks:
             task.cancel()
@@ -191,6 +195,12 @@ class ConnectionManager:
         assert self._http is not None, "the manager is not running"
         return self._http
 
+    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run a long-lived task (a pool session, a reaper) in the manager's task group; the
+        caller owns it (cancels it when done with it)."""
+        assert self._group is not None, "the manager is not running"
+        return self._group.create_task(coro, name=name)
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short background job owned by the manager's task group."""
         if self._group is None:
@@ -201,7 +211,11 @@ class ConnectionManager:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Supervisors close their clients (and stop their processes) as they unwind.
+        # Pool sessions first (they wait for nothing), then supervisors, which close their
+        # clients (and stop their processes) as they unwind.
+        for server in self.pools.values():
+            for replica in server.replicas:
+                await replica.sessions.close()
         for tasks in self._supervisors.values():
             for task in tasks:
                 task.cancel()

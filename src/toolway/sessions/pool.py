@@ -1,9 +1,10 @@
 """A server pool: the replicas of one logical server, their health accounting and draining.
 
 A server is one URL (one replica), several `endpoints`, or a stdio command run as
-`replicas: N` processes. Each replica is one `UpstreamConnection` (its own
-supervisor, back-off and keep-alive) plus its circuit breaker and outlier
-tracker. The router picks among `Replica`s; everything else sees the pool as one
+`replicas: N` processes. Each replica has its own gateway session (an `UpstreamConnection`
+with its own supervisor, back-off and keep-alive), a pool of upstream sessions that calls
+borrow (`session_pool.py`: limits, warm sessions, principal isolation), its circuit breaker
+and outlier tracker. The router picks among `Replica`s; everything else sees the pool as one
 server (`state`, `negotiated`, `catalog` come from its first connected replica).
 """
 
@@ -15,12 +16,14 @@ from typing import Any
 
 import aiohttp
 
+from toolway.auth.identity import Identity
 from toolway.clock import Clock
 from toolway.config.model import HttpServerConfig, StdioServerConfig
 from toolway.observability.events import BreakerChanged, Events, ReplicaEjected, ReplicaStateChanged
 from toolway.registry.catalog import EMPTY, ServerCatalog
 from toolway.router.breaker import BreakerState, CircuitBreaker
 from toolway.router.outlier import OutlierTracker
+from toolway.sessions.session_pool import OnChange, SessionPool
 from toolway.sessions.upstream import State, UpstreamConnection
 from toolway.upstream.channel import NO_AUTH, UpstreamAuth
 from toolway.upstream.client import Negotiated
@@ -29,20 +32,22 @@ ServerConfig = StdioServerConfig | HttpServerConfig
 
 
 class Replica:
-    """One replica of a server: its connection, breaker, outlier tracker and flags."""
+    """One replica of a server: its gateway session, session pool, breaker, outlier tracker and flags."""
 
     def __init__(
         self,
         pool: ServerPool,
         replica_id: str,
         conn: UpstreamConnection,
+        sessions: SessionPool,
         *,
         weight: int = 1,
         zone: str | None = None,
         version: str = "v1",
     ) -> None:
         self.id = replica_id
-        self.conn = conn
+        self.conn = conn  # the gateway's own session: catalog, subscriptions, health
+        self.sessions = sessions  # what calls borrow (the gateway's session among them)
         self.weight = weight
         self.zone = zone
         self.version = version
@@ -62,26 +67,57 @@ class Replica:
             if pool.events is not None:
                 pool.events.emit(ReplicaEjected(server, replica_id, seconds, reason))
 
+        self.sessions_clock = clock
         self.breaker = CircuitBreaker(config.breaker, clock, breaker_moved)
         self.outlier = OutlierTracker(config.outlier_detection, clock, pool.may_eject, ejected)
-        self._max_inflight = config.pool.max_inflight
 
     @property
     def inflight(self) -> int:
-        return self.conn.inflight
+        """Calls in flight on this replica's sessions (or waiting for one to connect)."""
+        return self.sessions.load
 
-    def full(self) -> bool:
-        return self._max_inflight is not None and self.conn.inflight >= self._max_inflight
+    def full(self, key: str | None = None) -> bool:
+        """No session of group `key` has room, and no other can be opened now."""
+        return not self.sessions.has_room(key)
 
-    def routable(self) -> bool:
+    def routable(self, key: str | None = None) -> bool:
         """May a new call go here? Connected, not draining, not ejected, breaker not open, not full."""
+        return self.available() and not self.full(key)
+
+    def available(self) -> bool:
+        """Connected, not draining, not ejected, breaker not open (full or not)."""
         return (
             self.conn.state is State.READY
             and not self.draining
             and not self.outlier.ejected()
             and self.breaker.available()
-            and not self.full()
         )
+
+    def key(self, identity: Identity | None) -> str | None:
+        """The session group of a caller with `identity` (see `SessionPool.key`)."""
+        return self.sessions.key(identity)
+
+    async def call(
+        self,
+        key: str | None,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float,  # noqa: ASYNC109 - what is left of the call's deadline
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Call on a session of group `key` borrowed from the pool (waiting for one counts
+        against `timeout`); the slot is given back however the call ends.
+
+        Raises: what `SessionPool.acquire` and `UpstreamConnection.call` raise.
+        """
+        started = self.sessions_clock.now()
+        session = await self.sessions.acquire(key, timeout)
+        try:
+            left = timeout - (self.sessions_clock.now() - started)
+            return await session.conn.call(method, params, timeout=left, **kwargs)
+        finally:
+            self.sessions.release(session)
 
     def health(self) -> str:
         """One word for operators: connecting, down, draining, ejected, open, half_open, full, healthy."""
@@ -106,6 +142,7 @@ class Replica:
             "state": self.conn.state.value,
             "health": self.health(),
             "inflight": self.inflight,
+            "sessions": self.sessions.describe(),
             "breaker": self.breaker.state.value,
             "ejected_seconds": round(self.outlier.ejected_for(), 3),
             "draining": self.draining,
@@ -135,7 +172,9 @@ class ServerPool:
         self.replicas: list[Replica] = []
         for replica_id, replica_config, extra in _replica_configs(config):
             conn = UpstreamConnection(replica_config, http, clock, self._changed, self._notified, auth)
-            self.replicas.append(Replica(self, replica_id, conn, **extra))
+            opener = _opener(replica_config, http, clock, auth)
+            sessions = SessionPool(self.name, replica_id, conn, opener, config.pool, config.sharing, clock, events)
+            self.replicas.append(Replica(self, replica_id, conn, sessions, **extra))
         self._by_id = {r.id: r for r in self.replicas}
         self._by_conn = {id(r.conn): r for r in self.replicas}
 
@@ -229,6 +268,18 @@ class ServerPool:
     def _notified(self, conn: UpstreamConnection, msg: dict[str, Any]) -> None:
         if self._on_notification is not None:
             self._on_notification(self, msg)
+
+
+def _opener(
+    config: ServerConfig, http: aiohttp.ClientSession, clock: Clock, auth: UpstreamAuth
+) -> Callable[[OnChange], UpstreamConnection]:
+    """How a replica's pool opens one more session: the replica's config and credentials."""
+    keepalive = config.pool.keepalive
+
+    def open_session(on_change: OnChange) -> UpstreamConnection:
+        return UpstreamConnection(config, http, clock, on_change, None, auth, pooled=True, keepalive=keepalive)
+
+    return open_session
 
 
 def _replica_configs(config: ServerConfig) -> Iterator[tuple[str, ServerConfig, dict[str, Any]]]:

@@ -50,7 +50,12 @@ class State(enum.Enum):
 
 
 class UpstreamConnection:
-    """The gateway's session with one server, shared by every caller of that server."""
+    """One upstream session with one server (for stdio: one process).
+
+    The gateway's own session of each replica (`pooled=False`) fetches the catalog, holds the
+    listen stream and reconnects for ever. A pooled session (`pooled=True`, opened by the
+    replica's `SessionPool` for callers) does none of that: it connects once and ends when lost.
+    """
 
     def __init__(
         self,
@@ -60,8 +65,13 @@ class UpstreamConnection:
         on_change: Callable[[UpstreamConnection], None],
         on_notification: Callable[[UpstreamConnection, dict[str, Any]], None] | None = None,
         auth: UpstreamAuth = NO_AUTH,
+        *,
+        pooled: bool = False,
+        keepalive: bool = True,
     ) -> None:
         self.config = config
+        self.pooled = pooled
+        self._keepalive = keepalive
         self._auth = auth  # the gateway's own credentials for this server (upstream/credentials.py)
         # The client's request headers passed through (config `forward_headers`, lowercase).
         self.forward_headers = tuple(config.forward_headers) if isinstance(config, HttpServerConfig) else ()
@@ -101,8 +111,15 @@ class UpstreamConnection:
             return self._url or self.config.url
         return " ".join(self.config.command)
 
-    async def supervise(self, spawn: Callable[[Any], None]) -> None:
-        """Run until cancelled: connect, wait for loss, back off, reconnect."""
+    def follow(self, other: UpstreamConnection) -> None:
+        """Speak the transport (and URL) `other` found to work (`transport: auto`)."""
+        self.effective_transport, self._url = other.effective_transport, other._url
+
+    async def supervise(self, spawn: Callable[[Any], None], *, once: bool = False) -> None:
+        """Run until cancelled: connect, wait for loss, back off, reconnect.
+
+        `once`: connect once and return when that attempt fails or the session is lost.
+        """
         self._spawn = spawn
         delay = self.config.reconnect.initial
         try:
@@ -111,6 +128,8 @@ class UpstreamConnection:
                     delay = self.config.reconnect.initial
                     await self._keep_alive()
                     await self._drop_client()
+                if once:
+                    return
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, self.config.reconnect.max)
         finally:
@@ -132,7 +151,9 @@ class UpstreamConnection:
                 pass
             client = self._client
             negotiated = self.negotiated
-            if client is None or negotiated is None or negotiated.era != "handshake" or self.inflight:
+            if not self._keepalive or client is None or negotiated is None:
+                continue
+            if negotiated.era != "handshake" or self.inflight:
                 continue
             try:
                 async with asyncio.timeout(min(interval, self.config.timeouts.call)):
@@ -245,6 +266,13 @@ class UpstreamConnection:
             return
         self._on_change(self)
 
+    async def wait_ready(self) -> None:
+        """Wait (up to `timeouts.connect`) for a first connect under way.
+
+        Raises: UpstreamUnavailable when the session is not connected then.
+        """
+        await self._ready_client()
+
     async def _ready_client(self) -> UpstreamClient:
         if self.state is State.CONNECTING:
             with contextlib.suppress(TimeoutError):
@@ -265,7 +293,8 @@ class UpstreamConnection:
                 self._client = await self._open_client()
                 self.negotiated = negotiated = self._client.negotiated
                 assert negotiated is not None
-                self.catalog = await fetch_catalog(negotiated.capabilities, self._fetch)
+                if not self.pooled:  # a pool session serves calls; the catalog is the gateway's
+                    self.catalog = await fetch_catalog(negotiated.capabilities, self._fetch)
         except Exception as exc:
             client, self._client = self._client, None
             if client is not None:
@@ -278,8 +307,9 @@ class UpstreamConnection:
             self._on_change(self)
             return False
         self.state, self.last_error, self.incompatible = State.READY, None, None
-        self._start_listening()
-        log.info(
+        if not self.pooled:
+            self._start_listening()
+        (log.debug if self.pooled else log.info)(
             "upstream connected",
             server=self.name,
             era=negotiated.era,
@@ -385,7 +415,7 @@ class UpstreamConnection:
 
     def _session_message(self, msg: dict[str, Any]) -> None:
         method = msg.get("method")
-        if method in _LIST_CHANGED and self._spawn is not None:
+        if method in _LIST_CHANGED and self._spawn is not None and not self.pooled:
             self._spawn(self._refresh_then_tell(msg))
         elif self._on_notification is not None:
             self._on_notification(self, msg)
