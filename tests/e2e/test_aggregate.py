@@ -28,7 +28,7 @@ FIXTURE_TOOLS = (
         "cancellations",
         "visit",
     }
-    | {"replica", "record", "journal", "pid"}
+    | {"replica", "record", "journal", "pid", "session"}
 )
 
 

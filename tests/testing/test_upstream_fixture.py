@@ -38,7 +38,7 @@ BASE_TOOLS = (
         "cancellations",
         "visit",
     }
-    | {"replica", "record", "journal", "pid"}
+    | {"replica", "record", "journal", "pid", "session"}
 )
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "servers"
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]

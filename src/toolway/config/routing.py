@@ -114,6 +114,8 @@ class PoolLimits(_Model):
     # Calls that may wait, in FIFO order and within their deadline, for a slot on one replica.
     # 0: a full replica refuses at once (retryable `no_healthy_replica`).
     max_waiting: int = Field(default=0, ge=0, le=100_000)
+    # The longest a call waits for a slot (never past its deadline). Unset: its deadline.
+    max_wait_seconds: float | None = Field(default=None, gt=0)
     # Sessions opened when the server starts (at start-up or registration) and never closed for
     # idleness: no cold start for the first calls.
     warm: int = Field(default=1, ge=1, le=10_000)

@@ -1,5 +1,6 @@
-"""Prometheus metrics of routing: retries, breaker transitions, ejections, traffic changes, and
-each replica's health and calls in flight (read at scrape time).
+"""Prometheus metrics of routing: retries, breaker transitions, ejections, traffic changes, pool
+sessions closed and waits, and each replica's health and calls in flight and each server's open
+upstream sessions and waiting calls (read at scrape time).
 
 Labels are bounded like the rest of the gateway's metrics: `server` is a configured
 server or "other", `replica` one of its configured replica ids or "other", `cause`
@@ -13,7 +14,15 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from toolway.observability.events import BreakerChanged, Events, ReplicaEjected, RetryScheduled, TrafficChanged
+from toolway.observability.events import (
+    BreakerChanged,
+    Events,
+    PoolWaited,
+    ReplicaEjected,
+    RetryScheduled,
+    TrafficChanged,
+    UpstreamSessionClosed,
+)
 from toolway.router.retry import RETRIED_KINDS
 from toolway.sessions.manager import ConnectionManager
 
@@ -21,6 +30,8 @@ OTHER = "other"
 HEALTH = ("connecting", "down", "draining", "ejected", "open", "half_open", "full", "healthy")
 BREAKER_STATES = frozenset({"closed", "open", "half_open"})
 TRAFFIC_ACTIONS = frozenset({"kill", "revive", "weights", "drain", "undrain"})
+CLOSE_REASONS = frozenset({"idle", "evicted", "lost", "dial_failed", "closed"})
+WAIT_OUTCOMES = frozenset({"granted", "timeout", "cancelled"})
 
 
 class RoutingMetrics:
@@ -44,6 +55,18 @@ class RoutingMetrics:
         self._traffic = Counter(
             "toolway_traffic_changes", "Operator traffic changes, by action.", ["action"], registry=registry
         )
+        self._closed = Counter(
+            "toolway_upstream_sessions_closed",
+            "Pool sessions closed, by reason.",
+            ["server", "reason"],
+            registry=registry,
+        )
+        self._waits = Counter(
+            "toolway_pool_waits",
+            "Calls that waited for a pool slot, by outcome.",
+            ["server", "outcome"],
+            registry=registry,
+        )
         registry.register(_ReplicaCollector(manager))
 
     def _names(self, server: str, replica: str) -> tuple[str, str]:
@@ -66,6 +89,14 @@ class RoutingMetrics:
     def on_traffic(self, event: TrafficChanged) -> None:
         self._traffic.labels(event.action if event.action in TRAFFIC_ACTIONS else OTHER).inc()
 
+    def on_session_closed(self, event: UpstreamSessionClosed) -> None:
+        server, _ = self._names(event.server, event.replica)
+        self._closed.labels(server, event.reason if event.reason in CLOSE_REASONS else OTHER).inc()
+
+    def on_waited(self, event: PoolWaited) -> None:
+        server, _ = self._names(event.server, event.replica)
+        self._waits.labels(server, event.outcome if event.outcome in WAIT_OUTCOMES else OTHER).inc()
+
 
 class _ReplicaCollector:
     def __init__(self, manager: ConnectionManager) -> None:
@@ -78,13 +109,23 @@ class _ReplicaCollector:
         inflight = GaugeMetricFamily(
             "toolway_replica_inflight", "Calls in flight on each replica.", labels=["server", "replica"]
         )
+        sessions = GaugeMetricFamily(
+            "toolway_upstream_sessions",
+            "Upstream sessions open per server (gateway's own included).",
+            labels=["server"],
+        )
+        waiting = GaugeMetricFamily(
+            "toolway_pool_waiting", "Calls waiting for a pool slot per server.", labels=["server"]
+        )
         for name, pool in self._manager.pools.items():
             for replica in pool.replicas:
                 now = replica.health()
                 for option in HEALTH:
                     health.add_metric([name, replica.id, option], 1.0 if now == option else 0.0)
                 inflight.add_metric([name, replica.id], replica.inflight)
-        yield from (health, inflight)
+            sessions.add_metric([name], sum(r.sessions.open_count() for r in pool.replicas))
+            waiting.add_metric([name], sum(r.sessions.waiting for r in pool.replicas))
+        yield from (health, inflight, sessions, waiting)
 
 
 def install(registry: CollectorRegistry, manager: ConnectionManager, events: Events) -> RoutingMetrics:
@@ -94,4 +135,6 @@ def install(registry: CollectorRegistry, manager: ConnectionManager, events: Eve
     events.subscribe(BreakerChanged, metrics.on_breaker)
     events.subscribe(ReplicaEjected, metrics.on_ejection)
     events.subscribe(TrafficChanged, metrics.on_traffic)
+    events.subscribe(UpstreamSessionClosed, metrics.on_session_closed)
+    events.subscribe(PoolWaited, metrics.on_waited)
     return metrics

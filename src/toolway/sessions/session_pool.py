@@ -169,12 +169,14 @@ class SessionPool:
         Raises:
             UpstreamUnavailable: the replica is down (its gateway session is not connected).
             NoHealthyReplica: the replica is full and the call may not wait, or its wait ran
-                past `timeout` seconds (retryable).
+                past `timeout` seconds (or `max_wait_seconds`), retryable.
         """
         await self.gateway.wait_ready()  # start-up: a first connect under way; down: its own error
         session = self._take(key)
         if session is not None:
             return session
+        bound = self._limits.max_wait_seconds
+        timeout = timeout if bound is None else min(timeout, bound)
         waits = self.may_wait() and timeout > 0
         if self._events is not None:
             self._events.emit(PoolSaturated(self.server, self.replica, key, len(self._waiters), waits))

@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolway.testing.recording import HeaderRecorder, record
+from toolway.testing.session_ledger import LedgerApp
 
 HOST = "127.0.0.1"
 
@@ -168,6 +169,7 @@ async def serve_http(
         app = HandshakeOnlyApp(app, stateless=stateless)
     if record_headers is not None:
         app = HeaderRecorder(app, record_headers)
+    app = LedgerApp(app)  # the sessions clients open, and the /debug/ routes (session_ledger.py)
     await _serve_asgi(app, port=port, name=f"upstream {server.name}", path="/mcp")
 
 

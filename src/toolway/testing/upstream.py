@@ -16,7 +16,8 @@ Run it as ``python -m toolway.testing.upstream --name NAME [options]``::
 What it serves: tools ``echo``, ``add``, ``whoami``, ``slow``, ``fail`` and ``crash``, and the
 tools that talk back from ``duplex_tools`` (``progress``, ``log``, ``ask``, ``sample``, ``roots``,
 ``grow``, ``redescribe``, ``touch``, ``subscriptions``), the routing tools from ``routing_tools``
-(``replica``, ``record``, ``journal``, ``pid``); the prompt
+(``replica``, ``record``, ``journal``, ``pid``) and ``session`` from ``session_ledger`` (which
+session a call came on; over http, ``/debug/sessions`` lists the sessions open); the prompt
 ``greet`` (with completion of its ``name`` argument); the resources ``ui://NAME/page`` and
 ``file:///NAME/readme.txt``; the resource template ``mem://NAME/{key}``.
 
@@ -48,6 +49,7 @@ from mcp_types import INVALID_PARAMS, Completion, PromptReference
 from toolway.testing.duplex_tools import add_duplex_tools
 from toolway.testing.routing_tools import add_routing_tools
 from toolway.testing.serving import exit_now, serve_http, serve_sse, serve_stdio, serve_ws
+from toolway.testing.session_ledger import add_session_tools
 
 __all__ = ["ToolPages", "build_server", "main"]
 
@@ -137,6 +139,7 @@ def build_server(name: str, *, extra_tools: int = 0, page_size: int = 0, journal
 
     add_duplex_tools(server, name)
     add_routing_tools(server, name, journal)
+    add_session_tools(server)
     if page_size:
         server.middleware.append(ToolPages(page_size))
     return server
