@@ -86,7 +86,9 @@ class LedgerApp:
             return
         sid = _session_id(scope["headers"])
         if sid is None and method == "POST" and self.ledger.refuse_new:
-            await _json(send, 503, {"error": "refusing new sessions"})
+            body = b"refusing new sessions"
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": body})
             return
 
         async def watch(message: Message) -> None:
