@@ -42,6 +42,18 @@ def test_endpoints_with_weights_zones_and_versions() -> None:
     ]
 
 
+def test_pool_defaults_keep_one_session_and_refuse_when_full() -> None:
+    server = load("servers: [{name: a, transport: streamable-http, url: 'http://x/mcp'}]")
+    pool = server.pool
+    assert (pool.max_connections, pool.max_inflight, pool.max_waiting, pool.warm) == (None, None, 0, 1)
+    assert (pool.idle_seconds, pool.keepalive, pool.max_wait_seconds, server.sharing) == (300.0, True, None, "auto")
+    shared = load(
+        "servers: [{name: a, transport: stdio, command: [x], sharing: shared,"
+        " pool: {max_connections: 4, max_inflight: 8, max_waiting: 100, warm: 2, idle_seconds: 30, keepalive: false}}]"
+    )
+    assert shared.sharing == "shared" and (shared.pool.max_connections, shared.pool.warm) == (4, 2)
+
+
 def test_stdio_replicas() -> None:
     server = load("servers: [{name: a, transport: stdio, command: [x], replicas: 4}]")
     assert isinstance(server, StdioServerConfig) and server.replicas == 4
@@ -62,6 +74,10 @@ def test_stdio_replicas() -> None:
         ("url: 'http://x', outlier_detection: {max_ejected_percent: 150}", "max_ejected_percent"),
         ("url: 'http://x', pool: {max_inflight: 0}", "servers.0.pool.max_inflight"),
         ("url: 'http://x', timeouts: {first_byte: 0}", "servers.0.timeouts.first_byte"),
+        ("url: 'http://x', pool: {warm: 3, max_connections: 2}", "warm (3) must not exceed max_connections (2)"),
+        ("url: 'http://x', pool: {idle_seconds: 0}", "servers.0.pool.idle_seconds"),
+        ("url: 'http://x', pool: {max_waiting: -1}", "servers.0.pool.max_waiting"),
+        ("url: 'http://x', sharing: private", "servers.0.sharing"),
     ],
 )
 def test_bad_routing_config_names_the_field(entry: str, expected: str) -> None:

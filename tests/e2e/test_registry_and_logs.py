@@ -33,7 +33,7 @@ async def test_store_records_each_server_and_its_tools(gateway: RunningGateway, 
     assert by_name["beta"]["era"] == "handshake"
     assert by_name["beta"]["protocol_version"] == "2025-11-25"
     assert by_name["gamma"]["transport"] == "stdio"
-    assert {s["tools"] for s in servers} == {21}
+    assert {s["tools"] for s in servers} == {22}  # the fixture's tools (testing/upstream.py)
     assert by_name["alpha"]["server_name"] == "alpha"
 
     tools = json.loads(_cli("tools", "list", "--config", str(config), "--json").stdout)

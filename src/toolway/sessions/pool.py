@@ -67,7 +67,7 @@ class Replica:
             if pool.events is not None:
                 pool.events.emit(ReplicaEjected(server, replica_id, seconds, reason))
 
-        self.sessions_clock = clock
+        self._clock = clock
         self.breaker = CircuitBreaker(config.breaker, clock, breaker_moved)
         self.outlier = OutlierTracker(config.outlier_detection, clock, pool.may_eject, ejected)
 
@@ -111,10 +111,10 @@ class Replica:
 
         Raises: what `SessionPool.acquire` and `UpstreamConnection.call` raise.
         """
-        started = self.sessions_clock.now()
+        started = self._clock.now()
         session = await self.sessions.acquire(key, timeout)
         try:
-            left = timeout - (self.sessions_clock.now() - started)
+            left = timeout - (self._clock.now() - started)
             return await session.conn.call(method, params, timeout=left, **kwargs)
         finally:
             self.sessions.release(session)

@@ -232,7 +232,7 @@ class SessionPool:
         for s in self.sessions:
             if s.owner != key or not s.claimed or s.closing or not self._has_room(s):
                 continue
-            if s.gateway and s.conn.state is State.DOWN:
+            if s.conn.state is State.DOWN:  # lost, on its way out (or the replica is down)
                 continue
             if best is None or _better(s, best):
                 best = s
