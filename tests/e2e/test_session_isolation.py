@@ -71,6 +71,8 @@ async def gateway(
             "pool": {"max_connections": 9, "max_inflight": 1, "max_waiting": 100},
         },
         {"name": "common", "transport": "streamable-http", "url": common.url, "sharing": "shared"},
+        # Room for one principal besides the gateway's own session: principals take turns.
+        {"name": "tight", "transport": "streamable-http", "url": stateful.url, "pool": {"max_connections": 2}},
     ]
     auth = {
         "schemes": ["jwt"],
@@ -148,6 +150,23 @@ async def test_a_shared_server_serves_both_principals_on_one_session(
     second = await tool(http, gateway, bearer(issuer, "frank"), "common__session")
     assert first == second and first.split()[1] != "-"
     assert replica(gateway, "common").sessions.open_count() == 1
+
+
+async def test_an_idle_principal_session_makes_room_for_another_principal(
+    gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession
+) -> None:
+    ivan, judy = bearer(issuer, "ivan"), bearer(issuer, "judy")
+    r = replica(gateway, "tight")
+    closed: list[UpstreamSessionClosed] = []
+    gateway.gateway.events.subscribe(UpstreamSessionClosed, closed.append)
+    first = await tool(http, gateway, ivan, "tight__session")
+    second = await tool(http, gateway, judy, "tight__session")  # ivan's idle session is closed for judy
+    assert first != second
+    await until(lambda: [e.reason for e in closed if e.server == "tight"] == ["evicted"], what="ivan's closed")
+    assert closed[-1].principal == "jwt:ivan"
+    third = await tool(http, gateway, ivan, "tight__session")
+    assert third not in (first, second)  # a new one: ivan's old session was closed, judy's is not his
+    assert r.sessions.open_count() == 2
 
 
 async def test_a_principal_process_dying_mid_call_frees_its_slots_and_no_one_elses_session(

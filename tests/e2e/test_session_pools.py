@@ -134,6 +134,29 @@ async def test_a_full_replica_queues_calls_in_order_within_their_deadline(tmp_pa
             assert b.inflight == 0 and b.sessions.waiting == 0
 
 
+async def test_when_every_replica_is_full_a_call_waits_on_one_and_gets_the_freed_slot(tmp_path: Path) -> None:
+    async with http_upstream("ra", era="handshake") as a, http_upstream("rb", era="handshake") as b:
+        server = {
+            "name": "two",
+            "transport": "streamable-http",
+            "sharing": "shared",
+            "endpoints": [{"url": a.url, "id": "a"}, {"url": b.url, "id": "b"}],
+            "pool": {"max_connections": 1, "max_inflight": 1, "max_waiting": 5},
+        }
+        async with running_gateway(servers=[server], store_dir=tmp_path) as gw, aiohttp.ClientSession() as http:
+            pool = gw.gateway.manager.get("two")
+            assert pool is not None
+            held = [asyncio.create_task(call_tool(http, gw.url, "two__session", {"key": "k"}, n)) for n in range(2)]
+            await until(lambda: [r.inflight for r in pool.replicas] == [1, 1], what="one call on each replica")
+            waiting = asyncio.create_task(call_tool(http, gw.url, "two__replica", {}, 9))
+            await until(lambda: sum(r.sessions.waiting for r in pool.replicas) == 1, what="the third call waiting")
+            queued_on = next(r for r in pool.replicas if r.sessions.waiting)
+            await debug(http, a if queued_on.id == "a" else b, "release?key=k")
+            assert text_of(await waiting) == ("ra" if queued_on.id == "a" else "rb")
+            await debug(http, b if queued_on.id == "a" else a, "release?key=k")
+            assert all(session_of(answer) for answer in await asyncio.gather(*held))
+
+
 async def test_idle_sessions_beyond_warm_close_after_idle_seconds(tmp_path: Path) -> None:
     clock = ManualClock()
     async with http_upstream("idle", era="handshake") as up:
