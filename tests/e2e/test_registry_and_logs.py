@@ -21,7 +21,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     toolway = str(Path(sys.executable).parent / "toolway")
-    return subprocess.run([toolway, *args], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    done = subprocess.run([toolway, *args], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr  # say why, rather than fail later on empty output
+    return done
 
 
 async def test_store_records_each_server_and_its_tools(gateway: RunningGateway, tmp_path: Path) -> None:
