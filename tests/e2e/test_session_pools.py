@@ -215,6 +215,34 @@ async def test_warm_sessions_connect_at_start_and_on_registration(tmp_path: Path
             assert [e.reason for e in opened if e.server == "late"] == ["warm"]  # the gateway's own is not a pool event
 
 
+async def test_pool_sessions_get_keepalive_pings_unless_turned_off(tmp_path: Path) -> None:
+    async with http_upstream("pinged", era="handshake") as on, http_upstream("quiet", era="handshake") as off:
+        servers = [
+            {**pooled("pinged", on, warm=2), "keepalive_seconds": 0.2},
+            {**pooled("quiet", off, warm=2, keepalive=False), "keepalive_seconds": 0.2},
+        ]
+        async with running_gateway(servers=servers, store_dir=tmp_path) as gw, aiohttp.ClientSession() as http:
+            for name in ("pinged", "quiet"):
+                r = replica(gw, name)
+                await until(lambda r=r: r.sessions.describe()["connected"] == 2, what=f"{name}'s warm sessions")
+
+            async def posts(upstream: RunningHttpUpstream) -> dict[str, int]:
+                report = await ledger(http, upstream)
+                return {sid: report["posts"].get(sid, 0) for sid in report["open"]}
+
+            async def grown(upstream: RunningHttpUpstream, since: dict[str, int], by: int, sessions: int) -> None:
+                async with asyncio.timeout(10):  # bounded poll of the upstream's ledger
+                    while sum(n >= since[sid] + by for sid, n in (await posts(upstream)).items()) < sessions:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+
+            start = await posts(on)
+            await grown(on, start, 2, sessions=2)  # both sessions pinged, the pool's as the gateway's
+            start = await posts(off)
+            await grown(off, start, 2, sessions=1)  # the gateway's own session was pinged twice...
+            after = await posts(off)
+            assert sorted(after[sid] - start[sid] for sid in start)[0] == 0  # ...and the pool's not once
+
+
 async def test_a_failed_dial_and_a_cancelled_call_give_their_slots_back(tmp_path: Path) -> None:
     async with http_upstream("dial", era="handshake") as up:
         server = pooled("dial", up, max_connections=2, max_inflight=1)

@@ -5,7 +5,7 @@ a response that hands out an `Mcp-Session-Id` opens a session, a `DELETE` with o
 Test-only routes beside `/mcp`:
 
 - `GET /debug/sessions`: `{"open": [ids], "seen": N, "peak": {id: most calls at once},
-  "inflight": {id: calls holding now}}`
+  "inflight": {id: calls holding now}, "posts": {id: messages POSTed on it (pings too)}}`
 - `POST /debug/refuse?on=1` (`on=0` undoes): new sessions are refused (HTTP 503), as a server
   at its own limit would; existing sessions keep working.
 - `POST /debug/release?key=K`: lets every `session` call holding on `K` return.
@@ -38,6 +38,7 @@ class SessionLedger:
     seen: set[str] = field(default_factory=set)
     inflight: Counter[str] = field(default_factory=Counter)
     peak: dict[str, int] = field(default_factory=dict)
+    posts: Counter[str] = field(default_factory=Counter)  # messages received on each session
     refuse_new: bool = False
     holds: dict[str, anyio.Event] = field(default_factory=dict)
 
@@ -46,7 +47,13 @@ class SessionLedger:
 
     def report(self) -> dict[str, object]:
         inflight = {sid: n for sid, n in self.inflight.items() if n}
-        return {"open": sorted(self.open), "seen": len(self.seen), "peak": dict(self.peak), "inflight": inflight}
+        return {
+            "open": sorted(self.open),
+            "seen": len(self.seen),
+            "peak": dict(self.peak),
+            "inflight": inflight,
+            "posts": dict(self.posts),
+        }
 
 
 LEDGER = SessionLedger()  # one fixture process serves one ledger
@@ -85,6 +92,8 @@ class LedgerApp:
             await self._debug(path, method, parse_qs(scope.get("query_string", b"").decode()), send)
             return
         sid = _session_id(scope["headers"])
+        if sid is not None and method == "POST":
+            self.ledger.posts[sid] += 1
         if sid is None and method == "POST" and self.ledger.refuse_new:
             body = b"refusing new sessions"
             await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
