@@ -57,6 +57,11 @@ from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import LIST_CHANGED, Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.state.backend import StateUnavailable
+from toolway.state.keys import KeysFollower
+from toolway.state.registry import RegistryFollower
+from toolway.state.shared import SharedState
+from toolway.state.traffic import SharedTraffic
 from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
@@ -95,6 +100,10 @@ class Gateway:
         self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
         self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
+        # What replicas share (docs/state.md): kill switches, weights, drains, and change events.
+        self.state = SharedState(config.state, self.clock, events=self.events)
+        traffic = Traffic(self.events)
+        traffic.on_listing = self._listing_changed  # killed servers and tools leave the lists
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
@@ -107,9 +116,7 @@ class Gateway:
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
             events=self.events,
-            dispatcher=Dispatcher(
-                Traffic(self.events), Affinity(config.limits.max_sessions), events=self.events, clock=self.clock
-            ),
+            dispatcher=Dispatcher(traffic, Affinity(config.limits.max_sessions), events=self.events, clock=self.clock),
             visible=self.auth.visible_lists(),
         )
         self.sessions = SessionTable(
@@ -160,8 +167,13 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
-        self.admin_app.traffic = TrafficAdmin(self.manager, self.router.dispatcher)
+        self.admin_app.traffic = TrafficAdmin(
+            self.manager, self.router.dispatcher, SharedTraffic(traffic, self.manager, self.state)
+        )
         self.admin_app.keys = self.auth.api_keys
+        self.admin_app.announce = self.state.announce
+        if self.auth.api_keys is not None:
+            KeysFollower(self.auth.api_keys, self.state)
         # The registry: run-time registration, health, pins, discovery (docs/registry.md).
         self.registry = Registry(
             config,
@@ -173,10 +185,11 @@ class Gateway:
             now=(wall_clock or SystemWallClock()).now,
         )
         self.router.registry = self.registry
+        RegistryFollower(self.registry, self.state)
         self.agent_base_url = ""  # set once the agent listener is bound
         discovery = Discovery(self.registry, config.registry.namespace, self._discovery_base)
         self.app.discovery = discovery
-        self.admin_app.registry = RegistryApi(self.registry, discovery)
+        self.admin_app.registry = RegistryApi(self.registry, discovery, self.state.announce)
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -216,6 +229,11 @@ class Gateway:
         """A server joined or left the lists (registered, removed, hidden, a tool quarantined): tell clients."""
         for method in LIST_CHANGED:
             self.hub.publish({"jsonrpc": "2.0", "method": method}, origin=server)
+
+    def _listing_changed(self, server: str) -> None:
+        """A kill switch changed what `server` lists: views rebuild, clients are told."""
+        self.manager.bump()
+        self._lists_changed(server)
 
     def _discovery_base(self, scope: dict[str, Any], agent: bool) -> str:
         """The agent-facing base URL the discovery API names: configured, else the one the agent used
@@ -294,10 +312,16 @@ class Gateway:
         await self.registry.__aenter__()  # watches the file's servers, connects the restored ones
         connect = max(self.registry.timeouts(), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
+        try:  # last: applying the shared state (drains, registrations) needs pools and the registry
+            await self.state.__aenter__()
+        except StateUnavailable as exc:
+            await self.__aexit__(None, None, None)
+            raise StartupError(f"refusing to start: {exc}") from None
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.accepting = False
+        await self.state.__aexit__(None, None, None)  # stop following other replicas first
         self.stop_streams()
         self.sessions.close_all()
         tasks, self._tasks = self._tasks, None
