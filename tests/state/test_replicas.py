@@ -19,9 +19,12 @@ from typing import Any
 import aiohttp
 import mcp.types as types
 import pytest
+import yaml
 from mcp import Client, MCPError
+from typer.testing import CliRunner
 
 from toolway.auth.key_store import KeyStore
+from toolway.cli.main import app as cli
 from toolway.protocol.errors import KILLED, TOOL_QUARANTINED
 from toolway.registry.events import ToolQuarantined
 from toolway.sessions.upstream import State
@@ -266,10 +269,32 @@ async def test_a_key_revoked_on_a_is_refused_by_b_at_once(
         status, _ = await admin.request("POST", "/admin/keys/reload")  # what `toolway keys revoke` does
         assert status == 200
         await on_b.next(KeysChanged)
-        body, headers = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}, bearer
-        async with http.post(b.url, json=body, headers={**headers, "Accept": "application/json"}) as response:
-            assert response.status == 401
-            assert "revoked" in (await response.json())["error_description"]
+        assert await refused(http, b.url, key)
+
+        # The CLI tells every replica through Redis itself, with no admin URL to call.
+        second, second_record = await keys.create("agent-2", scopes=("tools:call:*",))
+        await admin.request("POST", "/admin/keys/reload")
+        await on_b.next(KeysChanged)
+        config = tmp_path / "cli.yaml"
+        config.write_text(
+            yaml.safe_dump({"store": postgres, "admin": {"port": 0}, "auth": auth, "state": state_section(redis)})
+        )
+        on_a = Applied(a)
+        revoked = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["keys", "revoke", second_record.id, "--config", str(config)]
+        )
+        assert revoked.exit_code == 0, revoked.output
+        assert "Told the gateways sharing" in revoked.stderr
+        await on_a.next(KeysChanged)
+        await on_b.next(KeysChanged)
+        assert await refused(http, a.url, second) and await refused(http, b.url, second)
+
+
+async def refused(http: aiohttp.ClientSession, url: str, key: str) -> bool:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status == 401 and "revoked" in (await response.json())["error_description"]
 
 
 async def test_a_gateway_cut_off_from_redis_serves_from_its_copy_and_catches_up(

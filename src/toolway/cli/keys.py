@@ -1,9 +1,10 @@
 """``toolway keys create|list|revoke``: API keys in the store, bound to an agent identity.
 
 A new key is printed once and only its SHA-256 is kept. After a create or revoke the
-command asks the running gateway to reload its keys (`POST /admin/keys/reload` on the
-admin port from the config, or `--admin-url`); when no gateway answers, a running one
-notices within `auth.api_keys.reload_seconds`.
+command tells every replica sharing the config's Redis state backend to reload its keys
+(`state.backend: redis`, docs/state.md), and asks the gateway at the admin port from the
+config (or `--admin-url`) to reload now (`POST /admin/keys/reload`, which tells the other
+replicas too); when none hears, a running gateway notices within `auth.api_keys.reload_seconds`.
 
 Exit codes: 0 ok, 1 the store cannot be used, 2 bad usage or config, 3 no such key to revoke.
 """
@@ -26,6 +27,10 @@ from toolway.auth.key_store import KeyStore
 from toolway.config import ConfigError, GatewayConfig, load_config
 from toolway.config.auth import AuthConfig
 from toolway.registry.store import StoreError
+from toolway.state.backend import StateUnavailable
+from toolway.state.events import KeysChanged
+from toolway.state.redis_backend import shown_url
+from toolway.state.shared import announce_once
 
 EXIT_STORE, EXIT_USAGE, EXIT_MISSING = 1, 2, 3
 NOTIFY_SECONDS = 2.0
@@ -145,7 +150,13 @@ def _with_store(gateway: GatewayConfig, action: Callable[[KeyStore], Awaitable[T
 
 
 def _notify(gateway: GatewayConfig, admin_url: str | None) -> None:
-    """Ask the running gateway to reload its keys now; say so when it cannot be reached."""
+    """Ask the running gateways to reload their keys now; say so when they cannot be reached."""
+    if gateway.state.backend == "redis":
+        try:
+            asyncio.run(announce_once(gateway.state, KeysChanged()))
+            typer.echo(f"Told the gateways sharing {shown_url(gateway.state.url)} to reload their keys.", err=True)
+        except StateUnavailable as exc:
+            typer.echo(f"Could not tell the gateways through the state backend ({exc}).", err=True)
     if admin_url is None:
         if not gateway.admin.enabled or gateway.admin.port == 0:
             admin_url = None

@@ -204,3 +204,16 @@ def _name(fn: Callable[..., Any]) -> str:
 
 
 __all__ = ["SharedState", "StateUnavailable"]
+
+
+async def announce_once(config: StateConfig, event: ChangeEvent, origin: str = "cli") -> None:
+    """Announce one change from outside a gateway (the CLI, after writing the store itself).
+
+    Raises:
+        StateUnavailable: the backend could not take it.
+    """
+    backend = open_backend(config)
+    try:
+        await backend.publish((origin, event))
+    finally:
+        await backend.close()
