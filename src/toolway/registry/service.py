@@ -278,12 +278,12 @@ class Registry:
 
     async def _follow(self, name: str | None, enabled: bool | None) -> None:
         assert self._records is not None
-        try:
-            stored = {row.name: row for row in await self._records.registrations()}
-        except StoreError as exc:
-            log.error("cannot read the registrations another replica changed", server=name, error=str(exc))
-            return
-        async with self._lock:
+        async with self._lock:  # read under the lock: a change made here meanwhile is in what is read
+            try:
+                stored = {row.name: row for row in await self._records.registrations()}
+            except StoreError as exc:
+                log.error("cannot read the registrations another replica changed", server=name, error=str(exc))
+                return
             if name is not None:
                 names = [name]
             else:
