@@ -23,6 +23,7 @@ import yaml
 from mcp import Client, MCPError
 from typer.testing import CliRunner
 
+from toolway.app import StartupError
 from toolway.auth.key_store import KeyStore
 from toolway.cli.main import app as cli
 from toolway.protocol.errors import KILLED, TOOL_QUARANTINED
@@ -31,6 +32,7 @@ from toolway.sessions.upstream import State
 from toolway.state.events import ChangeApplied, ChangeEvent, KeysChanged, PinApproved, ServerChanged, TrafficSet
 from toolway.testing import RunningGateway, http_upstream, running_gateway, wait_for_state
 from toolway.testing.admin import AdminClient, until
+from toolway.testing.state import CuttableLink
 from toolway.testing.wire import call_tool, text_of
 
 FAST = {"reconnect": {"initial": 0.05, "max": 0.5}}
@@ -300,8 +302,6 @@ async def refused(http: aiohttp.ClientSession, url: str, key: str) -> bool:
 async def test_a_gateway_cut_off_from_redis_serves_from_its_copy_and_catches_up(
     postgres: str, redis: tuple[str, str], tmp_path: Path
 ) -> None:
-    from toolway.testing.state import CuttableLink
-
     async with (
         http_upstream("calc") as upstream,
         CuttableLink(redis[0]) as link,
@@ -328,6 +328,7 @@ async def test_a_gateway_cut_off_from_redis_serves_from_its_copy_and_catches_up(
         # A change through B cannot be shared now: refused, and applied nowhere.
         status, body = await admin_b.request("POST", "/admin/kill", {"tool": "calc__echo"})
         assert status == 503 and "nothing was changed" in body["error"] and link.url in body["error"]
+        assert (await admin_b.request("GET", "/admin/traffic"))[1]["state"] == {"backend": link.url, "synced": False}
         assert text_of(await call_tool(http, b.url, "calc__echo", {"text": "still"})) == "still"
 
         # Meanwhile, through A: the tool is revived and the server's other tool killed.
@@ -338,6 +339,16 @@ async def test_a_gateway_cut_off_from_redis_serves_from_its_copy_and_catches_up(
 
         await link.restore()
         await asyncio.wait_for(b.gateway.state.synced.wait(), 10)
+        assert (await admin_b.request("GET", "/admin/traffic"))[1]["state"] == {"backend": link.url, "synced": True}
         # Caught up from the shared state it re-read, not from the events it missed.
         assert text_of(await call_tool(http, b.url, "calc__add", {"a": 1, "b": 1})) == "2"
         assert (await call_tool(http, b.url, "calc__whoami", {}))["error"]["code"] == KILLED
+
+
+async def test_a_gateway_that_cannot_reach_redis_refuses_to_start(redis: tuple[str, str], tmp_path: Path) -> None:
+    async with CuttableLink(redis[0]) as link:
+        await link.cut()
+        state = {**state_section(redis, link.url), "timeout_seconds": 0.5}
+        with pytest.raises(StartupError, match=f"refusing to start: cannot reach the state backend {link.url}"):
+            async with running_gateway(servers=[], store_dir=tmp_path, state=state):
+                pass

@@ -1,6 +1,7 @@
 """Admin API for traffic control: kill switches, version weights, draining, and the state of it all.
 
-- `GET /admin/traffic`: kill switches, weights and every replica's health.
+- `GET /admin/traffic`: kill switches, weights, every replica's health, and the state backend
+  (`{"backend": ..., "synced": false}` while it is unreachable and this gateway serves from its copy).
 - `POST /admin/kill` `{"server": NAME}` or `{"tool": "server__tool"}`; `DELETE` the same to revive.
 - `POST /admin/servers/<name>/weights` `{"v2": 10}` (percent per version; `{}` clears).
 - `POST /admin/servers/<name>/replicas/<id>/drain`; `DELETE` the same to undrain.
@@ -65,7 +66,7 @@ class TrafficAdmin:
         shared = self._shared
         if path == "/admin/traffic":
             _allow(method, "GET")
-            return 200, self._dispatcher.snapshot(self._manager.pools)
+            return 200, {**self._dispatcher.snapshot(self._manager.pools), "state": self._shared.status()}
         if path == "/admin/kill":
             _allow(method, "POST", "DELETE")
             kind, name = self._kill_target(await _json(receive))

@@ -114,6 +114,10 @@ def traffic_command(
         typer.echo(json.dumps(state, indent=2))
         return
     killed = state.get("killed", {})
+    shared = state.get("state")
+    if isinstance(shared, dict):
+        step = "in sync" if shared.get("synced") else "unreachable: this gateway serves from its own copy"
+        typer.echo(f"state backend: {shared.get('backend')} ({step})")
     typer.echo(f"killed servers: {', '.join(killed.get('servers', [])) or '-'}")
     typer.echo(f"killed tools: {', '.join(killed.get('tools', [])) or '-'}")
     for server, info in state.get("servers", {}).items():

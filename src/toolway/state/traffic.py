@@ -79,6 +79,10 @@ class SharedTraffic:
         await self._shared.write(KEY, {field: value}, TrafficSet(field, value))
         self._drain(pool.name, replica_id, on)
 
+    def status(self) -> dict[str, Any]:
+        """Where the shared state lives and whether this replica is in step with it (`GET /admin/traffic`)."""
+        return {"backend": self._shared.backend.name, "synced": self._shared.synced.is_set()}
+
     # -- other replicas' changes -------------------------------------------------------------
 
     async def _received(self, event: TrafficSet) -> None:
