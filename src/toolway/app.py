@@ -57,7 +57,7 @@ from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import LIST_CHANGED, Hub
 from toolway.sessions.manager import ConnectionManager
-from toolway.state.backend import StateUnavailable
+from toolway.state.backend import StateBackend, StateUnavailable
 from toolway.state.keys import KeysFollower
 from toolway.state.registry import RegistryFollower
 from toolway.state.shared import SharedState
@@ -83,9 +83,16 @@ class Gateway:
     """Every component, wired once. `async with` owns their lifetimes."""
 
     def __init__(
-        self, config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock | None = None,
+        wall_clock: WallClock | None = None,
+        state_backend: StateBackend | None = None,
     ) -> None:
-        """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
+        """`state_backend`: one shared with other gateways in this process (else `config.state`'s).
+
+        Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
         try:
@@ -101,7 +108,7 @@ class Gateway:
         self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
         # What replicas share (docs/state.md): kill switches, weights, drains, and change events.
-        self.state = SharedState(config.state, self.clock, events=self.events)
+        self.state = SharedState(config.state, self.clock, events=self.events, backend=state_backend)
         traffic = Traffic(self.events)
         traffic.on_listing = self._listing_changed  # killed servers and tools leave the lists
         access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
@@ -406,7 +413,11 @@ def _listener(
 
 @contextlib.asynccontextmanager
 async def running(
-    config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+    config: GatewayConfig,
+    *,
+    clock: Clock | None = None,
+    wall_clock: WallClock | None = None,
+    state_backend: StateBackend | None = None,
 ) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
@@ -424,7 +435,7 @@ async def running(
         except StartupError:
             sockets[0].close()
             raise
-    async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
+    async with Gateway(config, clock=clock, wall_clock=wall_clock, state_backend=state_backend) as gateway:
         drain = config.shutdown.drain_seconds
         tls = gateway.auth.listener_options()
         listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]
