@@ -25,6 +25,7 @@ import uvicorn
 from toolway.admin.app import AdminApp
 from toolway.admin.servers import RegistryApi
 from toolway.admin.traffic import TrafficAdmin
+from toolway.auth.identity import Identity
 from toolway.auth.setup import AuthSetupError, GatewayAuth, check_listen
 from toolway.clock import Clock, MonotonicClock, SystemWallClock, WallClock
 from toolway.config.loader import ConfigError
@@ -45,6 +46,7 @@ from toolway.protocol.errors import EgressDenied
 from toolway.protocol.layer import ProtocolLayer
 from toolway.protocol.logging_levels import most_verbose
 from toolway.protocol.mrtr import Parking
+from toolway.registry.catalog import EMPTY
 from toolway.registry.discovery import Discovery
 from toolway.registry.recorder import RegistryRecorder
 from toolway.registry.service import Registry
@@ -67,6 +69,7 @@ from toolway.upstream.tls import UpstreamTlsError
 log = structlog.get_logger("toolway")
 
 _KNOWN_CAPABILITIES = ("tools", "prompts", "resources", "completions", "logging")
+_LISTS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
 
 
 class StartupError(Exception):
@@ -111,7 +114,7 @@ class Gateway:
         self.state = SharedState(config.state, self.clock, events=self.events, backend=state_backend)
         traffic = Traffic(self.events)
         traffic.on_listing = self._listing_changed  # killed servers and tools leave the lists
-        access_log.install(self.events, payload_servers=[s.name for s in config.servers if s.log_payloads])
+        access_log.install(self.events)
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
         self.audit = AuditLog(config.audit)
@@ -195,11 +198,22 @@ class Gateway:
         RegistryFollower(self.registry, self.state)
         self.agent_base_url = ""  # set once the agent listener is bound
         discovery = Discovery(self.registry, config.registry.namespace, self._discovery_base)
+        if self.auth.authorizer is not None:
+            discovery.visible = self._discoverable
         self.app.discovery = discovery
         self.admin_app.registry = RegistryApi(self.registry, discovery, self.state.announce)
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
+
+    def _discoverable(self, identity: Identity | None, server: str) -> bool:
+        """Discovery shows an agent the servers it may use; the admin port (no identity) sees all."""
+        authorizer = self.auth.authorizer
+        if identity is None or authorizer is None:
+            return True
+        pool = self.manager.get(server)
+        catalog = self.registry.catalog_of(pool) if pool is not None else EMPTY
+        return authorizer.uses_server(identity, server, {m: catalog.get(m) for m in _LISTS})
 
     def capabilities(self, scope: str | None) -> dict[str, Any]:
         """What the gateway offers: everything it can route, or one server's own on its endpoint."""

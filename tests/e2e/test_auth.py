@@ -190,6 +190,32 @@ async def test_team_boundaries_hide_whole_servers(gateway: RunningGateway, issue
         assert await all_tools(client) == []
 
 
+async def test_discovery_lists_only_the_servers_a_caller_may_use(
+    gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession
+) -> None:
+    base = gateway.url.removesuffix("/mcp")
+
+    async def names(credential: str | None) -> tuple[int, list[str]]:
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        async with http.get(f"{base}/v0.1/servers", headers=headers) as response:
+            body = await response.json()
+            return response.status, [entry["server"]["name"].split("/")[-1] for entry in body.get("servers", [])]
+
+    assert await names(token(issuer, scope="tools:call:web/*")) == (200, ["web"])
+    assert await names(token(issuer, scope="*")) == (200, ["files", "web"])
+    assert await names(token(issuer, "blue-agent", scope="*", team="blue")) == (200, ["web"])
+    assert await names(token(issuer, "nobody", scope="")) == (200, [])
+    status, _ = await names(None)  # discovery is behind authentication like every agent path
+    assert status == 401
+    async with http.get(
+        f"{base}/v0.1/servers/files", headers={"Authorization": f"Bearer {token(issuer, scope='tools:call:web/*')}"}
+    ) as one:
+        assert one.status == 404  # a server the caller may not use does not exist for it
+    assert gateway.admin_url is not None
+    async with http.get(f"{gateway.admin_url}/v0.1/servers") as admin:  # operators see everything
+        assert [e["server"]["name"].split("/")[-1] for e in (await admin.json())["servers"]] == ["files", "web"]
+
+
 async def test_a_stateless_era_denial_is_403_with_a_step_up_challenge(
     gateway: RunningGateway, issuer: LoopbackIssuer, http: aiohttp.ClientSession
 ) -> None:

@@ -12,14 +12,18 @@ import pytest
 import structlog
 from mcp import Client
 
-from toolway.testing import RunningGateway
+from toolway.sessions.upstream import State
+from toolway.testing import RunningGateway, http_upstream, running_gateway, wait_for_state
+from toolway.testing.admin import AdminClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     toolway = str(Path(sys.executable).parent / "toolway")
-    return subprocess.run([toolway, *args], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    done = subprocess.run([toolway, *args], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr  # say why, rather than fail later on empty output
+    return done
 
 
 async def test_store_records_each_server_and_its_tools(gateway: RunningGateway, tmp_path: Path) -> None:
@@ -72,3 +76,21 @@ async def test_failed_calls_are_logged_with_their_code(gateway: RunningGateway) 
                 await client.call_tool("alpha__missing", {})
     (line,) = [entry for entry in logs if entry["event"] == "call" and entry["method"] == "tools/call"]
     assert (line["outcome"], line["error_code"]) == ("error", -32602)
+
+
+async def test_a_server_registered_at_run_time_can_log_its_payloads(tmp_path: Path) -> None:
+    async with (
+        http_upstream("chatty") as upstream,
+        running_gateway(servers=[], store_dir=tmp_path) as gw,
+        AdminClient(gw.admin_url) as admin,
+    ):
+        server = {"name": "chatty", "transport": "streamable-http", "url": upstream.url, "log_payloads": True}
+        status, body = await admin.request("POST", "/admin/servers", server)
+        assert status == 201, body
+        await wait_for_state(gw.gateway, "chatty", State.READY)
+        async with Client(gw.url, mode="2026-07-28") as client:
+            with structlog.testing.capture_logs() as logs:
+                await client.call_tool("chatty__echo", {"text": "shown", "password": "hidden"})
+    (line,) = [entry for entry in logs if entry["event"] == "call" and entry["method"] == "tools/call"]
+    assert line["arguments"] == {"text": "shown", "password": "[REDACTED]"}
+    assert line["result"]["content"][0]["text"] == "shown"

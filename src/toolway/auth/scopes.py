@@ -77,6 +77,19 @@ class Authorizer:
                 self._decisions.popitem(last=False)
         return decision
 
+    def uses_server(self, identity: Identity, server: str, catalog: Mapping[str, Sequence[Mapping[str, Any]]]) -> bool:
+        """May `identity` use anything `server` offers (`catalog`: list method -> items)? Discovery
+        shows a caller only such servers, just as lists show it only what it may use."""
+        if not self.sees_server(identity, server):
+            return False
+        for method in ("tools/list", "prompts/list"):
+            for item in catalog.get(method, ()):
+                permission = self.item_permission(method, server, item)
+                if permission is not None and self.allows(identity, server, permission):
+                    return True
+        offers_resources = any(catalog.get(m) for m in ("resources/list", "resources/templates/list"))
+        return offers_resources and self.allows(identity, server, resource_permission(server))
+
     def item_permission(self, method: str, server: str, item: Mapping[str, object]) -> str | None:
         """The permission that lets a caller see `item` of list `method` from `server`
         (`name` is the server's own, un-namespaced name)."""

@@ -99,10 +99,12 @@ class StreamableHttpIngress:
         if route is None and self.discovery is not None and self.discovery.handles(path):
             if problem is not None:
                 await respond_json(send, problem[0], {"error": problem[1]})
-            else:
-                await self.discovery(
-                    scope, receive, send, agent=True
-                )  # agents discover servers here (docs/registry.md)
+                return
+            # Agents discover servers here (docs/registry.md), authenticated like any other request:
+            # each sees only the servers its team and scopes let it use.
+            ok, identity = await self._identify(scope, headers, path, receive, send, websocket=False)
+            if ok:
+                await self.discovery(scope, receive, send, identity, agent=True)
             return
         if route is None:
             await respond_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp"})

@@ -10,9 +10,7 @@ Arguments and results are never logged, except for servers configured with
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -66,13 +64,15 @@ def redact(value: Any, _depth: int = 0) -> Any:
     return REDACTED  # not JSON: nothing to say about it safely
 
 
-def install(events: Events, *, payload_servers: Collection[str] = ()) -> None:
-    """Log every call and upstream call; `payload_servers` also get their (redacted) payloads logged."""
-    events.subscribe(CallFinished, functools.partial(_call, frozenset(payload_servers)))
+def install(events: Events) -> None:
+    """Log every call and upstream call; calls to servers with `log_payloads: true` (the router marks
+    them, from the server's current config, so servers registered at run time count too) also get
+    their (redacted) payloads logged."""
+    events.subscribe(CallFinished, _call)
     events.subscribe(UpstreamCallFinished, _upstream)
 
 
-def _call(payload_servers: frozenset[str], event: CallFinished) -> None:
+def _call(event: CallFinished) -> None:
     call = event.call
     upstream_ms = round(event.upstream_duration * 1000, 3) if event.upstream_duration is not None else None
     total_ms = round(event.duration * 1000, 3)
@@ -93,7 +93,7 @@ def _call(payload_servers: frozenset[str], event: CallFinished) -> None:
     trace_id = call.annotations.get(TRACE_ID_KEY)
     if trace_id is not None:
         fields["trace_id"] = trace_id
-    if call.server in payload_servers:
+    if call.annotations.get("log_payloads"):
         fields["arguments"] = redact((call.params or {}).get("arguments"))
         if "result" in call.annotations:  # set by the router for these servers
             fields["result"] = redact(call.annotations["result"])

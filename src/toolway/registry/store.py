@@ -306,17 +306,27 @@ async def open_engine(
         for event, listener in (sqlite_events or {}).items():
             sa.event.listen(engine.sync_engine, event, listener)
     try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(toolway_write=True)
-            async with conn.begin():
-                await lock_key(conn, "toolway:migrate")  # replicas starting at once migrate one at a time
-                await conn.run_sync(migrate.upgrade)
-                if metadata is not None:
-                    await conn.run_sync(metadata.create_all)
+        if metadata is not None or not await _at_head(engine):
+            # Only a store that needs work takes the write lock: a CLI reading while a busy gateway
+            # writes must not queue behind its writes (or time out waiting) for a no-op.
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(toolway_write=True)
+                async with conn.begin():
+                    await lock_key(conn, "toolway:migrate")  # replicas starting at once migrate one at a time
+                    await conn.run_sync(migrate.upgrade)
+                    if metadata is not None:
+                        await conn.run_sync(metadata.create_all)
     except (OSError, SQLAlchemyError) as exc:
         await engine.dispose()
         raise StoreError(f"cannot open the store at {url}: {cause(exc)}") from None
     return engine
+
+
+async def _at_head(engine: AsyncEngine) -> bool:
+    """Is the store's schema already at the newest revision? (A plain read: no lock taken.)"""
+    async with engine.connect() as conn:
+        async with conn.begin():
+            return await conn.run_sync(migrate.current) == migrate.head()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

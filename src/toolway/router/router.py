@@ -264,6 +264,8 @@ class Router:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         call.server = conn.name
+        if conn.config.log_payloads:  # the access log reads the server's config as it is now
+            call.annotations["log_payloads"] = True
         if conn.forward_headers and call.headers is not None:  # only the headers the server's config lists
             headers = {**(headers or {}), **forwarded(conn.forward_headers, call.headers)}
         span = upstream_span(call, conn.name)  # None unless tracing is on

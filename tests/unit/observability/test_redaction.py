@@ -68,12 +68,14 @@ def _call(server: str, arguments: dict[str, Any]) -> Call:
         target=f"{server}__pay",
     )
     call.annotations["result"] = {"content": [{"type": "text", "text": "charged 4111 1111 1111 1111"}]}
+    if server == "verbose":  # what the router marks on calls to servers with `log_payloads: true`
+        call.annotations["log_payloads"] = True
     return call
 
 
 def test_payloads_are_logged_only_for_servers_that_opt_in() -> None:
     events = Events()
-    access_log.install(events, payload_servers=["verbose"])
+    access_log.install(events)
     arguments = {"card": "4111111111111111", "password": "p", "amount": 5}
     with structlog.testing.capture_logs() as logs:
         events.emit(CallFinished(_call("verbose", arguments), "ok", None, 0.01, 0.005))
