@@ -112,7 +112,7 @@ class Gateway:
         self.hub = Hub()
         # What replicas share (docs/state.md): kill switches, weights, drains, and change events.
         self.state = SharedState(config.state, self.clock, events=self.events, backend=state_backend)
-        traffic = Traffic(self.events)
+        self.traffic = traffic = Traffic(self.events)
         traffic.on_listing = self._listing_changed  # killed servers and tools leave the lists
         access_log.install(self.events)
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
@@ -198,8 +198,7 @@ class Gateway:
         RegistryFollower(self.registry, self.state)
         self.agent_base_url = ""  # set once the agent listener is bound
         discovery = Discovery(self.registry, config.registry.namespace, self._discovery_base)
-        if self.auth.authorizer is not None:
-            discovery.visible = self._discoverable
+        discovery.visible = self._discoverable
         self.app.discovery = discovery
         self.admin_app.registry = RegistryApi(self.registry, discovery, self.state.announce)
         self._store: Store | None = None
@@ -207,7 +206,10 @@ class Gateway:
         self._recorder_task: asyncio.Task[None] | None = None
 
     def _discoverable(self, identity: Identity | None, server: str) -> bool:
-        """Discovery shows an agent the servers it may use; the admin port (no identity) sees all."""
+        """Discovery shows an agent the servers it may use: not switched off, and with authentication,
+        inside its team with some scope that lets it use something there."""
+        if self.traffic.server_hidden(server):
+            return False
         authorizer = self.auth.authorizer
         if identity is None or authorizer is None:
             return True

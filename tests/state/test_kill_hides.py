@@ -29,6 +29,11 @@ async def listed(http: aiohttp.ClientSession, url: str, method: str) -> set[str]
     return {item["name"] for item in result["tools" if method == "tools/list" else "prompts"]}
 
 
+async def discovered(http: aiohttp.ClientSession, base: str) -> list[str]:
+    async with http.get(f"{base}/v0.1/servers") as resp:
+        return [entry["server"]["name"].split("/")[-1] for entry in (await resp.json())["servers"]]
+
+
 async def notifications(stream: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     async for event in events(stream):
         if event.data:
@@ -76,6 +81,9 @@ async def test_killed_tools_and_servers_leave_the_lists_and_come_back(tmp_path: 
             assert not any(n.startswith("notes__") for n in await listed(http, gw.url, "tools/list"))
             prompts = await listed(http, gw.url, "prompts/list")
             assert "notes__greet" not in prompts and "calc__greet" in prompts
+            # Agents' discovery leaves it out too; operators (the admin port) still see it.
+            assert await discovered(http, gw.url.removesuffix("/mcp")) == ["calc"]
+            assert await discovered(http, gw.admin_url or "") == ["calc", "notes"]
 
             await operator("revive", "server", "notes", *admin)
             await next_list_changed(messages)
@@ -83,3 +91,4 @@ async def test_killed_tools_and_servers_leave_the_lists_and_come_back(tmp_path: 
             await next_list_changed(messages)
             assert {"calc__add", "notes__add"} <= await listed(http, gw.url, "tools/list")
             assert "notes__greet" in await listed(http, gw.url, "prompts/list")
+            assert await discovered(http, gw.url.removesuffix("/mcp")) == ["calc", "notes"]
