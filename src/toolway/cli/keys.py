@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from toolway.auth.key_store import KeyStore
+from toolway.cli.admin_client import AdminError, admin_address, request_json
 from toolway.config import ConfigError, GatewayConfig, load_config
 from toolway.config.auth import AuthConfig
 from toolway.registry.store import StoreError
@@ -157,21 +156,14 @@ def _notify(gateway: GatewayConfig, admin_url: str | None) -> None:
             typer.echo(f"Told the gateways sharing {shown_url(gateway.state.url)} to reload their keys.", err=True)
         except StateUnavailable as exc:
             typer.echo(f"Could not tell the gateways through the state backend ({exc}).", err=True)
-    if admin_url is None:
-        if not gateway.admin.enabled or gateway.admin.port == 0:
-            admin_url = None
-        else:
-            host = gateway.admin.host
-            admin_url = f"http://{f'[{host}]' if ':' in host else host}:{gateway.admin.port}"
+    admin_url = admin_url.rstrip("/") if admin_url else admin_address(gateway)
     interval = gateway.auth.api_keys.reload_seconds if isinstance(gateway.auth, AuthConfig) else None
     later = f"a running gateway picks this up within {interval:g} s" if interval else "a running gateway reloads soon"
     if admin_url is None:
         typer.echo(f"No admin URL to notify: {later}.", err=True)
         return
-    request = urllib.request.Request(admin_url.rstrip("/") + "/admin/keys/reload", method="POST", data=b"")
     try:
-        with urllib.request.urlopen(request, timeout=NOTIFY_SECONDS) as response:
-            loaded = json.loads(response.read()).get("keys")
+        loaded = request_json(admin_url, "POST", "/admin/keys/reload", timeout=NOTIFY_SECONDS).get("keys")
         typer.echo(f"The gateway at {admin_url} reloaded its keys ({loaded} active).", err=True)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        typer.echo(f"The gateway at {admin_url} did not answer ({exc}): {later}.", err=True)
+    except AdminError as exc:
+        typer.echo(f"The gateway at {admin_url} did not answer ({exc.message}): {later}.", err=True)
