@@ -59,6 +59,11 @@ from toolway.router.traffic import Traffic
 from toolway.sessions.downstream import DownstreamSession, SessionTable
 from toolway.sessions.hub import LIST_CHANGED, Hub
 from toolway.sessions.manager import ConnectionManager
+from toolway.state.backend import StateBackend, StateUnavailable
+from toolway.state.keys import KeysFollower
+from toolway.state.registry import RegistryFollower
+from toolway.state.shared import SharedState
+from toolway.state.traffic import SharedTraffic
 from toolway.upstream.tls import UpstreamTlsError
 
 log = structlog.get_logger("toolway")
@@ -81,9 +86,16 @@ class Gateway:
     """Every component, wired once. `async with` owns their lifetimes."""
 
     def __init__(
-        self, config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock | None = None,
+        wall_clock: WallClock | None = None,
+        state_backend: StateBackend | None = None,
     ) -> None:
-        """Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
+        """`state_backend`: one shared with other gateways in this process (else `config.state`'s).
+
+        Raises: ConfigError when a policy does not compile or a server's secret cannot be read."""
         self.config = config
         self.clock = clock or MonotonicClock()
         try:
@@ -98,6 +110,10 @@ class Gateway:
         self.policy = PolicyEngine(config.policy, clock=self.clock, wall_clock=wall_clock)
         self.decision_log = DecisionLog(config.policy)
         self.hub = Hub()
+        # What replicas share (docs/state.md): kill switches, weights, drains, and change events.
+        self.state = SharedState(config.state, self.clock, events=self.events, backend=state_backend)
+        self.traffic = traffic = Traffic(self.events)
+        traffic.on_listing = self._listing_changed  # killed servers and tools leave the lists
         access_log.install(self.events)
         self.tracing = Tracing(config.tracing)  # exporter "none": no spans, the chain is not wrapped
         self.tracing.install(self.events)
@@ -110,9 +126,7 @@ class Gateway:
             page_size=config.limits.page_size,
             cursors=CursorCodec(config.cursor_secret),
             events=self.events,
-            dispatcher=Dispatcher(
-                Traffic(self.events), Affinity(config.limits.max_sessions), events=self.events, clock=self.clock
-            ),
+            dispatcher=Dispatcher(traffic, Affinity(config.limits.max_sessions), events=self.events, clock=self.clock),
             visible=self.auth.visible_lists(),
         )
         self.sessions = SessionTable(
@@ -163,8 +177,13 @@ class Gateway:
             min_healthy_upstreams=config.admin.min_healthy_upstreams,
         )
         self.admin_app.audit = self.audit if self.audit.enabled else None
-        self.admin_app.traffic = TrafficAdmin(self.manager, self.router.dispatcher)
+        self.admin_app.traffic = TrafficAdmin(
+            self.manager, self.router.dispatcher, SharedTraffic(traffic, self.manager, self.state)
+        )
         self.admin_app.keys = self.auth.api_keys
+        self.admin_app.announce = self.state.announce
+        if self.auth.api_keys is not None:
+            KeysFollower(self.auth.api_keys, self.state)
         # The registry: run-time registration, health, pins, discovery (docs/registry.md).
         self.registry = Registry(
             config,
@@ -176,18 +195,21 @@ class Gateway:
             now=(wall_clock or SystemWallClock()).now,
         )
         self.router.registry = self.registry
+        RegistryFollower(self.registry, self.state)
         self.agent_base_url = ""  # set once the agent listener is bound
         discovery = Discovery(self.registry, config.registry.namespace, self._discovery_base)
-        if self.auth.authorizer is not None:
-            discovery.visible = self._discoverable
+        discovery.visible = self._discoverable
         self.app.discovery = discovery
-        self.admin_app.registry = RegistryApi(self.registry, discovery)
+        self.admin_app.registry = RegistryApi(self.registry, discovery, self.state.announce)
         self._store: Store | None = None
         self._recorder: RegistryRecorder | None = None
         self._recorder_task: asyncio.Task[None] | None = None
 
     def _discoverable(self, identity: Identity | None, server: str) -> bool:
-        """Discovery shows an agent the servers it may use; the admin port (no identity) sees all."""
+        """Discovery shows an agent the servers it may use: not switched off, and with authentication,
+        inside its team with some scope that lets it use something there."""
+        if self.traffic.server_hidden(server):
+            return False
         authorizer = self.auth.authorizer
         if identity is None or authorizer is None:
             return True
@@ -230,6 +252,11 @@ class Gateway:
         """A server joined or left the lists (registered, removed, hidden, a tool quarantined): tell clients."""
         for method in LIST_CHANGED:
             self.hub.publish({"jsonrpc": "2.0", "method": method}, origin=server)
+
+    def _listing_changed(self, server: str) -> None:
+        """A kill switch changed what `server` lists: views rebuild, clients are told."""
+        self.manager.bump()
+        self._lists_changed(server)
 
     def _discovery_base(self, scope: dict[str, Any], agent: bool) -> str:
         """The agent-facing base URL the discovery API names: configured, else the one the agent used
@@ -308,10 +335,16 @@ class Gateway:
         await self.registry.__aenter__()  # watches the file's servers, connects the restored ones
         connect = max(self.registry.timeouts(), default=0.0)
         await self.manager.wait_settled(connect + 1.0)
+        try:  # last: applying the shared state (drains, registrations) needs pools and the registry
+            await self.state.__aenter__()
+        except StateUnavailable as exc:
+            await self.__aexit__(None, None, None)
+            raise StartupError(f"refusing to start: {exc}") from None
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.accepting = False
+        await self.state.__aexit__(None, None, None)  # stop following other replicas first
         self.stop_streams()
         self.sessions.close_all()
         tasks, self._tasks = self._tasks, None
@@ -396,7 +429,11 @@ def _listener(
 
 @contextlib.asynccontextmanager
 async def running(
-    config: GatewayConfig, *, clock: Clock | None = None, wall_clock: WallClock | None = None
+    config: GatewayConfig,
+    *,
+    clock: Clock | None = None,
+    wall_clock: WallClock | None = None,
+    state_backend: StateBackend | None = None,
 ) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """Start the gateway and its listeners; on exit, shut down in phases.
 
@@ -414,7 +451,7 @@ async def running(
         except StartupError:
             sockets[0].close()
             raise
-    async with Gateway(config, clock=clock, wall_clock=wall_clock) as gateway:
+    async with Gateway(config, clock=clock, wall_clock=wall_clock, state_backend=state_backend) as gateway:
         drain = config.shutdown.drain_seconds
         tls = gateway.auth.listener_options()
         listeners = [_listener(gateway.app, drain, config.streams.keepalive_seconds, config.limits.max_body_bytes, tls)]

@@ -9,7 +9,8 @@
 - `/admin/audit?tool=&principal=&since=&limit=`: audit records, oldest first.
 - `/admin/traffic`, `/admin/kill`, `/admin/servers/<name>/weights|replicas/<id>/drain`:
   traffic control (admin/traffic.py).
-- `POST /admin/keys/reload`: re-read the API key table now (`toolway keys` calls it).
+- `POST /admin/keys/reload`: re-read the API key table now (`toolway keys` calls it), and
+  tell the other replicas to (docs/state.md).
 - `/admin/servers…`, `/admin/tools/…`, `/v0.1/servers…`: the registry (`admin/servers.py`).
 - `/admin/openapi.json`: all of the above as an OpenAPI 3.1 document (`admin/openapi.py`).
 """
@@ -31,6 +32,7 @@ from toolway.observability.stats import Stats
 from toolway.registry.store import StoreError
 from toolway.sessions.manager import ConnectionManager
 from toolway.sessions.upstream import State
+from toolway.state.events import ChangeEvent, KeysChanged
 
 # A store that does not answer a `SELECT 1` within this is not ready, and /readyz must not hang on it.
 STORE_CHECK_SECONDS = 2.0
@@ -41,6 +43,7 @@ class AdminApp:
     traffic: TrafficAdmin | None = None  # set by the composition root: serves traffic control
     keys: ApiKeys | None = None  # set by the composition root when API keys are on
     registry: RegistryApi | None = None  # set by the composition root: serves the registry routes
+    announce: Callable[[ChangeEvent], Awaitable[None]] | None = None  # to the other replicas (state/shared.py)
 
     def __init__(
         self,
@@ -84,7 +87,7 @@ class AdminApp:
         elif self.traffic is not None and self.traffic.handles(path):
             await self.traffic(scope, receive, send)
         elif path == "/admin/keys/reload" and self.keys is not None:
-            await _reload_keys(self.keys, scope["method"], send)
+            await _reload_keys(self.keys, scope["method"], send, self.announce)
         else:
             await respond_json(send, 404, {"error": f"not found: {path}"})
 
@@ -131,7 +134,9 @@ class AdminApp:
         return True
 
 
-async def _reload_keys(keys: ApiKeys, method: str, send: Any) -> None:
+async def _reload_keys(
+    keys: ApiKeys, method: str, send: Any, announce: Callable[[ChangeEvent], Awaitable[None]] | None
+) -> None:
     if method != "POST":
         await respond(send, 405, headers=[(b"allow", b"POST")])
         return
@@ -140,4 +145,6 @@ async def _reload_keys(keys: ApiKeys, method: str, send: Any) -> None:
     except StoreError as exc:
         await respond_json(send, 503, {"error": str(exc)})
         return
+    if announce is not None:
+        await announce(KeysChanged())
     await respond_json(send, 200, {"keys": count})

@@ -5,6 +5,9 @@ both read it, so a route cannot exist undocumented. Errors are `{"error": messag
 "field": name-or-null}` with 400 (bad body or query), 404 (no such server or tool),
 409 (the name is taken, the server is file-managed, nothing to approve) or 503 (the
 store failed).
+
+Every change is announced to the other replicas through the state backend
+(`state/registry.py`), which re-read it from the shared store.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from toolway.registry.entries import Conflict, NotFound, RegistryError
 from toolway.registry.pinning import NothingToApprove
 from toolway.registry.service import Registry
 from toolway.router.names import split
+from toolway.state.events import ChangeEvent, PinApproved, ServerChanged
 
 MAX_BODY = 1024 * 1024
 HEALTH_LIMIT, HEALTH_MAX_LIMIT = 100, 1000
@@ -84,9 +88,15 @@ ROUTES: tuple[Route, ...] = (
 class RegistryApi:
     """Dispatches the routes above; `discovery` also serves `/v0.1/servers` here."""
 
-    def __init__(self, registry: Registry, discovery: Discovery) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        discovery: Discovery,
+        announce: Callable[[ChangeEvent], Awaitable[None]] | None = None,
+    ) -> None:
         self._registry = registry
         self._discovery = discovery
+        self._announce = announce  # tells the other replicas (SharedState.announce); never raises
         self._table = [(route, route.pattern(), getattr(self, "_" + route.handler)) for route in ROUTES]
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> bool:
@@ -127,25 +137,29 @@ class RegistryApi:
         return 200, {"servers": [self._registry.describe(name) for name in self._registry.names()]}
 
     async def _register(self, request: Request) -> tuple[int, Any]:
-        return 201, await self._registry.register(await request.json())
+        return 201, await self._changed(await self._registry.register(await request.json()))
 
     async def _get(self, request: Request) -> tuple[int, Any]:
         return 200, self._registry.describe(request.params["name"])
 
     async def _update(self, request: Request) -> tuple[int, Any]:
-        return 200, await self._registry.update(request.params["name"], await request.json())
+        return 200, await self._changed(await self._registry.update(request.params["name"], await request.json()))
 
     async def _patch(self, request: Request) -> tuple[int, Any]:
-        return 200, await self._registry.update(request.params["name"], await request.json(), merge=True)
+        body = await self._registry.update(request.params["name"], await request.json(), merge=True)
+        return 200, await self._changed(body)
 
     async def _remove(self, request: Request) -> tuple[int, Any]:
-        return 200, await self._registry.remove(request.params["name"])
+        removed = await self._registry.remove(request.params["name"])
+        if self._announce is not None:
+            await self._announce(ServerChanged(request.params["name"]))
+        return 200, removed
 
     async def _enable(self, request: Request) -> tuple[int, Any]:
-        return 200, await self._registry.set_enabled(request.params["name"], True)
+        return 200, await self._changed(await self._registry.set_enabled(request.params["name"], True))
 
     async def _disable(self, request: Request) -> tuple[int, Any]:
-        return 200, await self._registry.set_enabled(request.params["name"], False)
+        return 200, await self._changed(await self._registry.set_enabled(request.params["name"], False))
 
     async def _heartbeat(self, request: Request) -> tuple[int, Any]:
         return 200, self._registry.heartbeat(request.params["name"])
@@ -190,7 +204,17 @@ class RegistryApi:
         except NothingToApprove as exc:
             raise Conflict(str(exc)) from None
         await self._registry.save_pin(pin)
+        if self._announce is not None:
+            await self._announce(PinApproved(server, tool))
         return 200, {"tool": qualified, "status": "approved", "pinned_hash": pin.hash}
+
+    async def _changed(self, server: dict[str, Any]) -> dict[str, Any]:
+        """Announce a server's new registration (as `describe` shows it); returns it."""
+        if self._announce is not None:
+            # A file-managed server's run-time switch is not in the store: the event carries it.
+            enabled = server["enabled"] if server["managed_by"] == "file" else None
+            await self._announce(ServerChanged(server["name"], enabled))
+        return server
 
     @staticmethod
     def _tool(request: Request) -> tuple[str, str, str]:

@@ -1,12 +1,15 @@
 """Admin API for traffic control: kill switches, version weights, draining, and the state of it all.
 
-- `GET /admin/traffic`: kill switches, weights and every replica's health.
+- `GET /admin/traffic`: kill switches, weights, every replica's health, and the state backend
+  (`{"backend": ..., "synced": false}` while it is unreachable and this gateway serves from its copy).
 - `POST /admin/kill` `{"server": NAME}` or `{"tool": "server__tool"}`; `DELETE` the same to revive.
 - `POST /admin/servers/<name>/weights` `{"v2": 10}` (percent per version; `{}` clears).
 - `POST /admin/servers/<name>/replicas/<id>/drain`; `DELETE` the same to undrain.
 
-Changes take effect on the next call. Errors answer 400 (bad body), 404 (unknown
-server, replica or path) or 405, with `{"error": "..."}` naming the problem.
+Changes take effect on the next call, on every replica sharing the state backend
+(`state/traffic.py`). Errors answer 400 (bad body), 404 (unknown server, replica or
+path), 405, or 503 (the state backend cannot be written: nothing was changed), with
+`{"error": "..."}` naming the problem.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import orjson
 
 from toolway.config.model import NAMESPACE_SEPARATOR
 from toolway.ingress.asgi import BodyTooLarge, read_body, respond_json
-from toolway.observability.events import TrafficChanged
 from toolway.router.dispatch import Dispatcher
 from toolway.router.traffic import TrafficError
 from toolway.sessions.manager import ConnectionManager
+from toolway.state.backend import StateUnavailable
+from toolway.state.traffic import SharedTraffic
 
 PREFIXES = ("/admin/traffic", "/admin/kill", "/admin/servers/")
 _MAX_BODY = 64 * 1024
@@ -38,9 +42,10 @@ class _Refused(Exception):
 class TrafficAdmin:
     """Serves the traffic routes of the admin listener."""
 
-    def __init__(self, manager: ConnectionManager, dispatcher: Dispatcher) -> None:
+    def __init__(self, manager: ConnectionManager, dispatcher: Dispatcher, shared: SharedTraffic) -> None:
         self._manager = manager
         self._dispatcher = dispatcher
+        self._shared = shared
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -53,25 +58,27 @@ class TrafficAdmin:
             status, body = exc.status, {"error": str(exc)}
         except TrafficError as exc:
             status, body = 400, {"error": str(exc)}
+        except StateUnavailable as exc:
+            status, body = 503, {"error": f"nothing was changed: {exc}"}
         await respond_json(send, status, body)
 
     async def _route(self, method: str, path: str, receive: Any) -> tuple[int, dict[str, Any]]:
-        traffic = self._dispatcher.traffic
+        shared = self._shared
         if path == "/admin/traffic":
             _allow(method, "GET")
-            return 200, self._dispatcher.snapshot(self._manager.pools)
+            return 200, {**self._dispatcher.snapshot(self._manager.pools), "state": self._shared.status()}
         if path == "/admin/kill":
             _allow(method, "POST", "DELETE")
             kind, name = self._kill_target(await _json(receive))
-            changed = traffic.kill(kind, name) if method == "POST" else traffic.revive(kind, name)
+            changed = await (shared.kill(kind, name) if method == "POST" else shared.revive(kind, name))
             return 200, {kind: name, "killed": method == "POST", "changed": changed}
         if match := _WEIGHTS.match(path):
             _allow(method, "POST")
             pool = self._pool(match.group(1))
             body = await _json(receive)
             versions = [r.version for r in pool.replicas]
-            weights = traffic.set_weights(pool.name, body, versions)
-            return 200, {"server": pool.name, "weights": weights, "shares": traffic.shares(pool.name, versions)}
+            weights = await shared.set_weights(pool.name, body, versions)
+            return 200, {"server": pool.name, "weights": weights, "shares": shared.traffic.shares(pool.name, versions)}
         if match := _DRAIN.match(path):
             _allow(method, "POST", "DELETE")
             pool = self._pool(match.group(1))
@@ -79,10 +86,7 @@ class TrafficAdmin:
             if replica is None:
                 ids = [r.id for r in pool.replicas]
                 raise _Refused(404, f"server {pool.name!r} has no replica {match.group(2)!r} (it has {ids})")
-            replica.draining = method == "POST"
-            if traffic.events is not None:
-                action = "drain" if replica.draining else "undrain"
-                traffic.events.emit(TrafficChanged(action, pool.name, replica.id))
+            await shared.drain(pool, replica.id, method == "POST")
             return 200, {"server": pool.name, **replica.describe(), "drained": pool.drained(replica.id)}
         raise _Refused(404, f"not found: {path}")
 

@@ -1,9 +1,10 @@
 """``toolway keys create|list|revoke``: API keys in the store, bound to an agent identity.
 
 A new key is printed once and only its SHA-256 is kept. After a create or revoke the
-command asks the running gateway to reload its keys (`POST /admin/keys/reload` on the
-admin port from the config, or `--admin-url`); when no gateway answers, a running one
-notices within `auth.api_keys.reload_seconds`.
+command tells every replica sharing the config's Redis state backend to reload its keys
+(`state.backend: redis`, docs/state.md), and asks the gateway at the admin port from the
+config (or `--admin-url`) to reload now (`POST /admin/keys/reload`, which tells the other
+replicas too); when none hears, a running gateway notices within `auth.api_keys.reload_seconds`.
 
 Exit codes: 0 ok, 1 the store cannot be used, 2 bad usage or config, 3 no such key to revoke.
 """
@@ -13,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,9 +22,14 @@ from typing import Annotated, TypeVar
 import typer
 
 from toolway.auth.key_store import KeyStore
+from toolway.cli.admin_client import AdminError, admin_address, request_json
 from toolway.config import ConfigError, GatewayConfig, load_config
 from toolway.config.auth import AuthConfig
 from toolway.registry.store import StoreError
+from toolway.state.backend import StateUnavailable
+from toolway.state.events import KeysChanged
+from toolway.state.redis_backend import shown_url
+from toolway.state.shared import announce_once
 
 EXIT_STORE, EXIT_USAGE, EXIT_MISSING = 1, 2, 3
 NOTIFY_SECONDS = 2.0
@@ -145,22 +149,21 @@ def _with_store(gateway: GatewayConfig, action: Callable[[KeyStore], Awaitable[T
 
 
 def _notify(gateway: GatewayConfig, admin_url: str | None) -> None:
-    """Ask the running gateway to reload its keys now; say so when it cannot be reached."""
-    if admin_url is None:
-        if not gateway.admin.enabled or gateway.admin.port == 0:
-            admin_url = None
-        else:
-            host = gateway.admin.host
-            admin_url = f"http://{f'[{host}]' if ':' in host else host}:{gateway.admin.port}"
+    """Ask the running gateways to reload their keys now; say so when they cannot be reached."""
+    if gateway.state.backend == "redis":
+        try:
+            asyncio.run(announce_once(gateway.state, KeysChanged()))
+            typer.echo(f"Told the gateways sharing {shown_url(gateway.state.url)} to reload their keys.", err=True)
+        except StateUnavailable as exc:
+            typer.echo(f"Could not tell the gateways through the state backend ({exc}).", err=True)
+    admin_url = admin_url.rstrip("/") if admin_url else admin_address(gateway)
     interval = gateway.auth.api_keys.reload_seconds if isinstance(gateway.auth, AuthConfig) else None
     later = f"a running gateway picks this up within {interval:g} s" if interval else "a running gateway reloads soon"
     if admin_url is None:
         typer.echo(f"No admin URL to notify: {later}.", err=True)
         return
-    request = urllib.request.Request(admin_url.rstrip("/") + "/admin/keys/reload", method="POST", data=b"")
     try:
-        with urllib.request.urlopen(request, timeout=NOTIFY_SECONDS) as response:
-            loaded = json.loads(response.read()).get("keys")
+        loaded = request_json(admin_url, "POST", "/admin/keys/reload", timeout=NOTIFY_SECONDS).get("keys")
         typer.echo(f"The gateway at {admin_url} reloaded its keys ({loaded} active).", err=True)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        typer.echo(f"The gateway at {admin_url} did not answer ({exc}): {later}.", err=True)
+    except AdminError as exc:
+        typer.echo(f"The gateway at {admin_url} did not answer ({exc.message}): {later}.", err=True)

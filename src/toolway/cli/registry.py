@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import shlex
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
 
-from toolway.config import ConfigError, load_config
+from toolway.cli.admin_client import DEFAULT_ADMIN, AdminError, admin_base, request_json
+from toolway.cli.admin_client import fail as _fail
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 TIMEOUT_SECONDS = 60.0  # a removal waits for calls in flight (registry.drain_seconds)
-DEFAULT_ADMIN = "http://127.0.0.1:8081"
-_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 ConfigPath = Annotated[
     Path, typer.Option("--config", "-c", envvar="TOOLWAY_CONFIG", help="The YAML config file (for the admin address).")
@@ -240,43 +237,14 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 
 def _admin(admin_url: str | None, config: Path) -> str:
-    if admin_url:
-        return admin_url.rstrip("/")
-    if not config.exists():
-        return DEFAULT_ADMIN
-    try:
-        gateway = load_config(config)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    if not gateway.admin.enabled:
-        _fail(f"the admin listener is disabled in {config} (admin.enabled: false)", EXIT_REFUSED)
-    host = _ANY.get(gateway.admin.host, gateway.admin.host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{gateway.admin.port}"
+    return admin_base(config, admin_url, default=DEFAULT_ADMIN)
 
 
 def _request(method: str, path: str, base: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = base + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-            answer: Any = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            error = json.loads(exc.read())
-        except ValueError:
-            error = {}
-        message = error.get("error") if isinstance(error, dict) else None
-        _fail(
-            message or f"the admin listener at {url} answered HTTP {exc.code}",
-            EXIT_USAGE if exc.code == 400 else EXIT_REFUSED,
-        )
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        _fail(f"cannot reach the gateway's admin listener at {base} ({reason}). Is the gateway running?", EXIT_REFUSED)
-    except ValueError:
-        _fail(f"the admin listener at {url} did not answer with JSON: is it a Toolway gateway?", EXIT_REFUSED)
-    return answer if isinstance(answer, dict) else {}
+        return request_json(base, method, path, body, timeout=TIMEOUT_SECONDS)
+    except AdminError as exc:
+        _fail(exc.message, EXIT_USAGE if exc.status == 400 else EXIT_REFUSED)
 
 
 def _show(answer: dict[str, Any], as_json: bool, line: str) -> None:
@@ -289,8 +257,3 @@ def _suffix(text: Any) -> str:
 
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)

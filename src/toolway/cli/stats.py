@@ -7,21 +7,18 @@ Exit codes: 0 ok, 1 the gateway cannot be reached (not running, admin listener o
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from toolway.cli.admin_client import AdminError, admin_address, fail, request_json
 from toolway.config import ConfigError, GatewayConfig, load_config
 
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 TIMEOUT_SECONDS = 10.0
 COLUMNS = ["CALLS", "ERRORS", "ERROR%", "P50 ms", "P95 ms", "P99 ms"]
-# A listener bound to every interface is reached on loopback.
-_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 def stats_command(
@@ -54,31 +51,14 @@ def stats_command(
 
 def fetch_stats(gateway: GatewayConfig, path: Path) -> dict[str, Any]:
     """GET /admin/stats from the gateway that `gateway` configures; exits 1 if it cannot be reached."""
-    if not gateway.admin.enabled:
-        _unreachable(f"the admin listener is disabled in {path} (admin.enabled: false)")
-    host = _ANY.get(gateway.admin.host, gateway.admin.host)
-    url = f"http://{f'[{host}]' if ':' in host else host}:{gateway.admin.port}/admin/stats"
+    base = admin_address(gateway)
+    if base is None:
+        fail(f"the admin listener of {path} is disabled or on port 0 (admin.enabled, admin.port)", EXIT_UNREACHABLE)
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
-            body: Any = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        _unreachable(f"the admin listener at {url} answered HTTP {exc.code}: is it a Toolway gateway?")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        _unreachable(
-            f"cannot reach the gateway's admin listener at {url} ({reason}). "
-            f"Is the gateway running? Start it with `toolway serve --config {path}`."
-        )
-    except ValueError:
-        _unreachable(f"the admin listener at {url} did not answer with JSON: is it a Toolway gateway?")
-    if not isinstance(body, dict):
-        _unreachable(f"the admin listener at {url} answered with something other than a summary")
-    return body
-
-
-def _unreachable(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(EXIT_UNREACHABLE)
+        return request_json(base, "GET", "/admin/stats", timeout=TIMEOUT_SECONDS)
+    except AdminError as exc:
+        hint = f" Start it with `toolway serve --config {path}`." if exc.status is None else ""
+        fail(exc.message + hint, EXIT_UNREACHABLE)
 
 
 def _numbers(row: dict[str, Any]) -> list[str]:

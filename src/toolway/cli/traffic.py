@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import enum
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from toolway.config import ConfigError, load_config
+from toolway.cli.admin_client import AdminError, admin_base, request_json
 
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 TIMEOUT_SECONDS = 10.0
-_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # a listener on every interface, via loopback
 
 
 class Kind(enum.StrEnum):
@@ -114,6 +111,10 @@ def traffic_command(
         typer.echo(json.dumps(state, indent=2))
         return
     killed = state.get("killed", {})
+    shared = state.get("state")
+    if isinstance(shared, dict):
+        step = "in sync" if shared.get("synced") else "unreachable: this gateway serves from its own copy"
+        typer.echo(f"state backend: {shared.get('backend')} ({step})")
     typer.echo(f"killed servers: {', '.join(killed.get('servers', [])) or '-'}")
     typer.echo(f"killed tools: {', '.join(killed.get('tools', [])) or '-'}")
     for server, info in state.get("servers", {}).items():
@@ -125,40 +126,14 @@ def traffic_command(
             )
 
 
-def _base_url(config: Path, admin_url: str | None) -> str:
-    if admin_url:
-        return admin_url.rstrip("/")
-    try:
-        gateway = load_config(config)
-    except ConfigError as exc:
-        _fail(EXIT_USAGE, f"{exc} (or pass --admin-url)")
-    if not gateway.admin.enabled:
-        _fail(EXIT_UNREACHABLE, f"the admin listener is disabled in {config} (admin.enabled: false)")
-    host = _ANY.get(gateway.admin.host, gateway.admin.host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{gateway.admin.port}"
-
-
 def _request(config: Path, admin_url: str | None, method: str, path: str, body: Any) -> dict[str, Any]:
-    url = _base_url(config, admin_url) + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    base = admin_base(config, admin_url)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-            answer: Any = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", f"HTTP {exc.code}")
-        except (ValueError, AttributeError):
-            reason = f"HTTP {exc.code}"
-        _fail(EXIT_USAGE, f"the gateway refused: {reason}")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        _fail(EXIT_UNREACHABLE, f"cannot reach the gateway's admin API at {url} ({reason}); is the gateway running?")
-    except ValueError:
-        _fail(EXIT_UNREACHABLE, f"the admin API at {url} did not answer with JSON: is it a Toolway gateway?")
-    if not isinstance(answer, dict):
-        _fail(EXIT_UNREACHABLE, f"the admin API at {url} answered with something other than a JSON object")
-    return answer
+        return request_json(base, method, path, body, timeout=TIMEOUT_SECONDS)
+    except AdminError as exc:
+        if exc.status is None:
+            _fail(EXIT_UNREACHABLE, exc.message)
+        _fail(EXIT_USAGE, f"the gateway refused: {exc.message}")
 
 
 def _fail(code: int, message: str) -> NoReturn:

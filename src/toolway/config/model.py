@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from toolway.config.auth import AuthConfig, UpstreamTls
 from toolway.config.policy import EgressConfig, PolicyConfig, UpstreamCredentials, check_forward_headers
 from toolway.config.routing import Endpoint, RoutingFields, check_endpoints
+from toolway.config.state import StateConfig
 
 SERVER_NAME_PATTERN = r"^[a-z0-9_-]+$"
 # The separator between a server's namespace and a tool or prompt name. Server names
@@ -255,6 +256,7 @@ class GatewayConfig(_Model):
     auth: AuthConfig | None = None
     policy: PolicyConfig = PolicyConfig()  # OPA/Rego and built-in rules (docs/policy.md)
     egress: EgressConfig = EgressConfig()  # which upstream addresses may be reached
+    state: StateConfig = StateConfig()  # what replicas share: memory (one process) or Redis (docs/state.md)
     # Key for signing pagination cursors. Unset: a random key per process.
     cursor_secret: str | None = Field(default=None, min_length=16)
 

@@ -8,8 +8,9 @@ server (`remotes`: Streamable HTTP at `/servers/<name>/mcp`, HTTP+SSE at
 Toolway. Toolway's own facts (health, compatibility, tools) are under the `_meta` key
 `io.toolway/gateway`.
 
-What a caller sees is decided by `visible(identity, server)` (default: everything);
-authorization plugs its rules in there.
+What an agent sees is decided by `visible(identity, server)` (default: everything): the
+composition root plugs in the kill switches and, with authentication, the caller's team and
+scopes. The admin port shows operators every enabled server.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Discovery:
         base = self._base_url(scope, agent)
         if not rest:
             query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
-            status, body = self.page(base, query, identity)
+            status, body = self.page(base, query, identity, agent=agent)
             await respond_json(send, status, body)
             return
         parts = [unquote(part) for part in rest.split("/")]
@@ -68,7 +69,7 @@ class Discovery:
         server = name.removeprefix(self._namespace + "/")
         if (
             server not in self._registry.entries
-            or not self._shown(server, identity)
+            or not self._shown(server, identity, agent)
             or extra[:1] not in ([], ["versions"])
         ):
             await respond_json(send, 404, {"error": f"no server {name!r} here"})
@@ -83,7 +84,9 @@ class Discovery:
         else:
             await respond_json(send, 404, {"error": f"server {name!r} has no version {extra[1]!r} here"})
 
-    def page(self, base: str, query: dict[str, str], identity: Identity | None) -> tuple[int, dict[str, Any]]:
+    def page(
+        self, base: str, query: dict[str, str], identity: Identity | None, *, agent: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         """One page of servers after `cursor`, sorted by name."""
         try:
             limit = int(query.get("limit") or DEFAULT_LIMIT)
@@ -93,10 +96,9 @@ class Discovery:
             return 400, {"error": f"limit must be an integer from 1 to {MAX_LIMIT}", "field": "limit"}
         cursor = query.get("cursor") or ""
         search = (query.get("search") or "").lower()
+        after = cursor.removeprefix(self._namespace + "/")
         names = [
-            n
-            for n in self._registry.names()
-            if self._shown(n, identity) and n > cursor.removeprefix(self._namespace + "/") and search in n.lower()
+            n for n in self._registry.names() if n > after and search in n.lower() and self._shown(n, identity, agent)
         ]
         chosen = names[:limit]
         metadata: dict[str, Any] = {"count": len(chosen)}
@@ -104,9 +106,10 @@ class Discovery:
             metadata["nextCursor"] = f"{self._namespace}/{chosen[-1]}"
         return 200, {"servers": [self.entry(n, base) for n in chosen], "metadata": metadata}
 
-    def _shown(self, server: str, identity: Identity | None) -> bool:
+    def _shown(self, server: str, identity: Identity | None, agent: bool) -> bool:
+        # Operators (the admin port) see every enabled server; agents what `visible` lets them use.
         registration = self._registry.entries.get(server)
-        return registration is not None and registration.enabled and self.visible(identity, server)
+        return registration is not None and registration.enabled and (not agent or self.visible(identity, server))
 
     def entry(self, server: str, base: str) -> dict[str, Any]:
         """One server as `{"server": server.json, "_meta": {...}}`."""

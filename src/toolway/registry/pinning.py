@@ -184,9 +184,25 @@ class Pinning:
                 + ("matches its pinned definition" if seen else "has not been seen by the gateway")
             )
         pin = Pin(server, tool, drift.current_hash, drift.current, "approved")
-        self._pins[(server, tool)] = pin
-        if (server, tool) in self._quarantined:
-            self._quarantined.discard((server, tool))
-            self._on_change(server)
-        self._events.emit(ToolApproved(server, tool))
+        self._release(pin)
         return pin
+
+    def adopt(self, pins: Iterable[Pin]) -> None:
+        """Pins read back from the store after another replica approved a tool: a drift that the
+        new pin resolves (this replica sees the same definition) is released here too."""
+        for pin in pins:
+            key = (pin.server, pin.name)
+            drift = self.drifts.get(key)
+            if drift is not None and drift.current_hash == pin.hash:
+                del self.drifts[key]
+                self._release(pin)
+            elif pin.source == "approved":
+                self._pins[key] = pin
+
+    def _release(self, pin: Pin) -> None:
+        key = (pin.server, pin.name)
+        self._pins[key] = pin
+        if key in self._quarantined:
+            self._quarantined.discard(key)
+            self._on_change(pin.server)
+        self._events.emit(ToolApproved(pin.server, pin.name))

@@ -106,7 +106,8 @@ class RegistryRecords:
     async def save_registration(self, registration: Registration) -> None:
         """Insert or replace one registration (its first `created_at` is kept)."""
         now = self._store.now()
-        async with self._store.transaction(f"save the registration of {registration.name!r}") as conn:
+        action, lock = f"save the registration of {registration.name!r}", f"registrations:{registration.name}"
+        async with self._store.transaction(action, lock=lock) as conn:
             where = registrations.c.name == registration.name
             created = (await conn.execute(sa.select(registrations.c.created_at).where(where))).scalar()
             await conn.execute(registrations.delete().where(where))
@@ -160,7 +161,7 @@ class RegistryRecords:
         if not pins:
             return
         now = self._store.now()
-        async with self._store.transaction("pin tool definitions") as conn:
+        async with self._store.transaction("pin tool definitions", lock="tool_pins") as conn:
             for pin in pins:
                 await conn.execute(
                     tool_pins.delete().where((tool_pins.c.server == pin.server) & (tool_pins.c.name == pin.name))

@@ -210,9 +210,7 @@ class Registry:
             await self._admissible(server)
             registration = Registration(server.name, "api", server.enabled, dump(server))
             await self._save(registration)
-            self.entries[server.name], self._configs[server.name] = registration, server
-            if server.enabled:
-                self._connect(server)
+            await self._install(registration, server, reconnect=False)
         self._events.emit(ServerRegistered(server.name, "api", replaced=False))
         return self.describe(server.name)
 
@@ -229,11 +227,7 @@ class Registry:
             await self._admissible(server)
             registration = Registration(name, "api", server.enabled, dump(server))
             await self._save(registration)
-            self.entries[name], self._configs[name] = registration, server
-            if name in self._manager.connections:
-                await self._disconnect(name)
-            if server.enabled:
-                self._connect(server)
+            await self._install(registration, server, reconnect=True)
         self._events.emit(ServerRegistered(name, "api", replaced=True))
         return self.describe(name)
 
@@ -247,11 +241,7 @@ class Registry:
             registration = Registration(name, registration.managed_by, enabled, registration.config)
             if registration.managed_by == "api":
                 await self._save(registration)
-            self.entries[name], self._configs[name] = registration, server
-            if enabled and name not in self._manager.connections:
-                self._connect(server)
-            elif not enabled and name in self._manager.connections:
-                await self._disconnect(name)
+            await self._install(registration, server, reconnect=False)
         self._events.emit(ServerEnabled(name, enabled))
         return self.describe(name)
 
@@ -264,14 +254,72 @@ class Registry:
                 await self._records.delete_registration(name)
             except StoreError as exc:
                 raise Unavailable(str(exc)) from None
-            drained = await self._disconnect(name) if name in self._manager.connections else True
-            del self.entries[name], self._configs[name]
+            drained = await self._uninstall(name)
             if self._settled is not None:
                 await self._settled()  # the recorder's last snapshot of it is written before it is forgotten
             with contextlib.suppress(StoreError):
                 await self._store.forget(name)
         self._events.emit(ServerRemoved(name, drained))
         return {"removed": name, "drained": drained}
+
+    # -- following other replicas (state/registry.py) ------------------------------------------
+
+    def follow(self, name: str | None, enabled: bool | None = None) -> None:
+        """Another replica changed server `name` (None: any, after a resync): bring this one in
+        line with the store, in the background, through the same steps the admin API takes here.
+        `enabled`: a file-managed server switched at run time (not in the store)."""
+        if self._group is not None:
+            self._spawn(self._follow(name, enabled), f"follow-{name or 'all'}")
+
+    async def reload_pins(self) -> None:
+        """Re-read the pins after another replica approved a tool (`Pinning.adopt`). Raises `StoreError`."""
+        assert self._records is not None
+        self.pinning.adopt(await self._records.pins())
+
+    async def _follow(self, name: str | None, enabled: bool | None) -> None:
+        assert self._records is not None
+        async with self._lock:  # read under the lock: a change made here meanwhile is in what is read
+            try:
+                stored = {row.name: row for row in await self._records.registrations()}
+            except StoreError as exc:
+                log.error("cannot read the registrations another replica changed", server=name, error=str(exc))
+                return
+            if name is not None:
+                names = [name]
+            else:
+                ours = {n for n, r in self.entries.items() if r.managed_by == "api"}
+                names = sorted(ours | {n for n, r in stored.items() if r.managed_by == "api"})
+            for each in names:
+                try:
+                    await self._reconcile(each, stored.get(each), enabled if name is not None else None)
+                except RegistryError as exc:
+                    log.error("cannot apply another replica's change to a server", server=each, error=exc.message)
+                except Exception:  # a background job: never tears down the registry's task group
+                    log.exception("could not apply another replica's change to a server", server=each)
+
+    async def _reconcile(self, name: str, row: Registration | None, enabled: bool | None) -> None:
+        """Make the live entry of `name` what the store says (the lock is held)."""
+        local = self.entries.get(name)
+        if local is not None and local.managed_by == "file":  # the file wins; only run-time switches travel
+            if enabled is not None and enabled != local.enabled:
+                server = self._configs[name].model_copy(update={"enabled": enabled})
+                await self._install(Registration(name, "file", enabled, local.config), server, reconnect=False)
+                self._events.emit(ServerEnabled(name, enabled))
+            return
+        if row is None or row.managed_by != "api":
+            if local is not None:
+                self._events.emit(ServerRemoved(name, await self._uninstall(name)))
+            return
+        if local == row:
+            return  # already applied (this replica's own change, or an event seen twice)
+        server = validate_server({**row.config, "enabled": row.enabled})
+        await self._admissible(server)
+        replaced = local is not None and local.config != row.config
+        await self._install(row, server, reconnect=replaced)
+        if local is None or replaced:
+            self._events.emit(ServerRegistered(name, "api", replaced=replaced))
+        else:
+            self._events.emit(ServerEnabled(name, row.enabled))
 
     def heartbeat(self, name: str) -> dict[str, Any]:
         """A remote server says it is alive: counts as a passed probe."""
@@ -352,6 +400,23 @@ class Registry:
             await self._records.save_registration(registration)
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
+
+    async def _install(self, registration: Registration, server: AnyServer, *, reconnect: bool) -> None:
+        """Make `registration` the live entry: start, keep, restart (`reconnect`) or drain its pool."""
+        name = registration.name
+        self.entries[name], self._configs[name] = registration, server
+        if reconnect and name in self._manager.connections:
+            await self._disconnect(name)
+        if server.enabled and name not in self._manager.connections:
+            self._connect(server)
+        elif not server.enabled and name in self._manager.connections:
+            await self._disconnect(name)
+
+    async def _uninstall(self, name: str) -> bool:
+        """Drain and close a server's pool, and forget its entry. Returns whether its calls all finished."""
+        drained = await self._disconnect(name) if name in self._manager.connections else True
+        del self.entries[name], self._configs[name]
+        return drained
 
     def _connect(self, server: AnyServer) -> None:
         self._watch(self._manager.add(server))

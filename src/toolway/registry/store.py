@@ -146,7 +146,7 @@ class Store:
             }
             for tool in record.tools
         ]
-        async with self._transaction(f"record server {record.name!r}") as conn:
+        async with self._transaction(f"record server {record.name!r}", lock=f"servers:{record.name}") as conn:
             # Delete-then-insert is a portable upsert, and the tools go first because
             # the old list is replaced wholesale, never merged.
             await conn.execute(_tools.delete().where(_tools.c.server == record.name))
@@ -223,12 +223,16 @@ class Store:
         async with self._transaction("read the schema revision", write=False) as conn:
             return await conn.run_sync(migrate.current)
 
-    def transaction(self, action: str, *, write: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
+    def transaction(
+        self, action: str, *, write: bool = True, lock: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction for the registry's other tables (`registry/records.py`).
 
         ``action`` completes the error message: "cannot {action} in the store at URL: cause".
+        ``lock`` names what a delete-then-insert replaces, so replicas sharing the store
+        take turns at it (`lock_key`).
         """
-        return self._transaction(action, write=write)
+        return self._transaction(action, write=write, lock=lock)
 
     @property
     def now(self) -> Callable[[], datetime]:
@@ -245,7 +249,9 @@ class Store:
         return [ToolRecord(**row) for row in result.mappings().all()]
 
     @asynccontextmanager
-    async def _transaction(self, action: str, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(
+        self, action: str, *, write: bool = True, lock: str | None = None
+    ) -> AsyncIterator[AsyncConnection]:
         # A write transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE): one that
         # read first and then wrote would fail at once ("database is locked") rather than wait
         # its turn behind another writer (the audit writer, another worker).
@@ -254,9 +260,19 @@ class Store:
                 if write:
                     conn = await conn.execution_options(toolway_write=True)
                 async with conn.begin():
+                    if lock is not None:
+                        await lock_key(conn, lock)
                     yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
+
+
+async def lock_key(conn: AsyncConnection, key: str) -> None:
+    """Hold a lock on `key` until the transaction ends, so replicas sharing a PostgreSQL store
+    take turns at replacing the same rows (two delete-then-inserts at once would both insert,
+    and one would fail on the primary key). SQLite needs none: a writer holds the whole file."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 async def open_engine(
@@ -296,6 +312,7 @@ async def open_engine(
             async with engine.connect() as conn:
                 conn = await conn.execution_options(toolway_write=True)
                 async with conn.begin():
+                    await lock_key(conn, "toolway:migrate")  # replicas starting at once migrate one at a time
                     await conn.run_sync(migrate.upgrade)
                     if metadata is not None:
                         await conn.run_sync(metadata.create_all)

@@ -96,15 +96,23 @@ class Router:
         return await route(call)
 
     def view(self) -> View:
-        """The merged catalog, rebuilt only when a server's state or catalog changed."""
+        """The merged catalog, rebuilt only when a server's state or catalog changed (or a kill switch:
+        what an agent cannot call, it does not see; `Traffic.on_listing` bumps the generation)."""
         generation = self._manager.generation
         if self._view.generation != generation:
             registry = self.registry
+            traffic = self.dispatcher.traffic
+            killed = frozenset(traffic.killed_servers)
             if registry is None:
-                self._view = build_view(generation, self._manager.ready())
+                self._view = build_view(generation, self._manager.ready(), traffic.tool_hidden, hidden_servers=killed)
             else:
                 listed = [c for c in self._manager.connections.values() if registry.listed(c)]
-                self._view = build_view(generation, listed, registry.tool_hidden, registry.catalog_of)
+                quarantined = registry.tool_hidden
+
+                def hidden(server: str, tool: str) -> bool:
+                    return quarantined(server, tool) or traffic.tool_hidden(server, tool)
+
+                self._view = build_view(generation, listed, hidden, registry.catalog_of, hidden_servers=killed)
         return self._view
 
     def resource_owner(self, uri: str) -> str | None:
@@ -225,7 +233,12 @@ class Router:
         result = await self._forward(conn, call, call.params, headers)
         if call.method == "tools/list" and registry is not None and isinstance(result.get("tools"), list):
             tools = result["tools"]
-            result["tools"] = [t for t in tools if not registry.tool_hidden(conn.name, str(t.get("name")))]
+            killed = self.dispatcher.traffic.tool_hidden
+            result["tools"] = [
+                t
+                for t in tools
+                if not registry.tool_hidden(conn.name, str(t.get("name"))) and not killed(conn.name, str(t.get("name")))
+            ]
         return result
 
     async def _resolve(self, call: Call, list_method: str, kind: str) -> tuple[ServerPool, str]:

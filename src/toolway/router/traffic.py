@@ -1,9 +1,9 @@
 """Traffic control at run time: kill switches, version weights (canary, blue/green), draining.
 
 Everything here takes effect on the next call and is undone the same way: no
-restart, no config reload. State is in process memory (the embedded state
-backend); a gateway started again begins with no kill switches and the
-configured split.
+restart, no config reload. This is the gateway's in-memory copy, asked on every
+call; operators change it through `state/traffic.py`, which writes the change to the
+state backend first, so every replica (and a replica started later) applies it too.
 
 Version weights are percentages. `{v2: 10}` sends 10% of a server's calls to its
 `v2` replicas and shares the other 90% equally among its other versions;
@@ -14,7 +14,7 @@ than 100.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from toolway.config.model import NAMESPACE_SEPARATOR
@@ -32,6 +32,9 @@ class Traffic:
         self.killed_servers: set[str] = set()
         self.killed_tools: set[str] = set()  # qualified names, `<server>__<tool>`
         self.weights: dict[str, dict[str, int]] = {}  # server -> version -> percent
+        # Called with the server whose listed tools a kill or revive changed (killed servers and
+        # tools are left out of the lists): the composition root rebuilds views and tells clients.
+        self.on_listing: Callable[[str], None] | None = None
 
     # --- kill switches ---------------------------------------------------------------------------
 
@@ -55,6 +58,7 @@ class Traffic:
             return False
         target.add(name)
         self._emit("kill", name, kind)
+        self._listing(kind, name)
         return True
 
     def revive(self, kind: str, name: str) -> bool:
@@ -64,7 +68,24 @@ class Traffic:
             return False
         target.discard(name)
         self._emit("revive", name, kind)
+        self._listing(kind, name)
         return True
+
+    def server_hidden(self, server: str) -> bool:
+        """Is the server switched off (left out of the lists)?"""
+        return server in self.killed_servers
+
+    def tool_hidden(self, server: str, tool: str) -> bool:
+        """Is this tool switched off (left out of the lists)?"""
+        return bool(self.killed_tools) and f"{server}{NAMESPACE_SEPARATOR}{tool}" in self.killed_tools
+
+    def validate(self, kind: str, name: str) -> None:
+        """Raises `TrafficError` unless `kind` is "server" or "tool" and a tool is named `server__tool`."""
+        self._set(kind, name)
+
+    def _listing(self, kind: str, name: str) -> None:
+        if self.on_listing is not None:
+            self.on_listing(name if kind == "server" else name.split(NAMESPACE_SEPARATOR, 1)[0])
 
     def _set(self, kind: str, name: str) -> set[str]:
         if kind == "server":
@@ -83,21 +104,36 @@ class Traffic:
         Raises:
             TrafficError: an unknown version, a weight that is not an integer 0-100, or a sum over 100.
         """
+        clean = self.check_weights(server, weights, versions)
+        self.apply_weights(server, clean)
+        return clean
+
+    @staticmethod
+    def check_weights(server: str, weights: dict[str, Any], versions: Sequence[str] | None) -> dict[str, int]:
+        """Validated weights (see `set_weights`); `versions` None: any version name is accepted
+        (weights another replica set, for a server this one may not have yet).
+
+        Raises:
+            TrafficError: naming the version or weight.
+        """
         clean: dict[str, int] = {}
         for version, weight in weights.items():
-            if version not in versions:
+            if versions is not None and version not in versions:
                 raise TrafficError(f"server {server!r} has no version {version!r} (it has {sorted(set(versions))})")
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
                 raise TrafficError(f"the weight of {version!r} must be an integer from 0 to 100, got {weight!r}")
             clean[version] = weight
         if sum(clean.values()) > 100:
             raise TrafficError(f"version weights are percentages and add up to {sum(clean.values())}, over 100")
+        return clean
+
+    def apply_weights(self, server: str, clean: dict[str, int]) -> None:
+        """Replace a server's weights with ones `check_weights` returned."""
         if clean:
             self.weights[server] = clean
         else:
             self.weights.pop(server, None)
         self._emit("weights", server, ",".join(f"{v}={w}" for v, w in clean.items()) or "cleared")
-        return clean
 
     def shares(self, server: str, versions: Sequence[str]) -> dict[str, float]:
         """Each version's share of the server's calls (sums to 1 unless every weight is 0)."""

@@ -7,7 +7,7 @@ list request is a slice of a ready-made list.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +46,16 @@ def build_view(
     connections: list[ServerPool],
     hide_tool: Callable[[str, str], bool] | None = None,
     catalog_of: Callable[[ServerPool], ServerCatalog] | None = None,
+    *,
+    hidden_servers: Collection[str] = (),
 ) -> View:
     """Merge catalogs in config order; on a URI collision the first server wins.
 
-    `hide_tool(server, name)` leaves tools out (quarantined by the registry's pins);
+    `hide_tool(server, name)` leaves tools out (quarantined by the registry's pins, killed);
     `catalog_of(server)` replaces `server.catalog` (the registry keeps a server's last
-    catalog listed through its health grace period).
+    catalog listed through its health grace period). `hidden_servers` (switched off by an
+    operator) list nothing, but still own their resources, so a request for one gets the
+    kill switch's error rather than "not found".
     """
     lists: dict[str, list[dict[str, Any]]] = {method: [] for method in LISTS}
     origins: dict[str, list[tuple[str, str | None]]] = {method: [] for method in LISTS}
@@ -61,7 +65,7 @@ def build_view(
     private = False
     for conn in connections:
         catalog = catalog_of(conn) if catalog_of is not None else conn.catalog
-        for method in LISTS:
+        for method in LISTS if conn.name not in hidden_servers else ():
             for item in catalog.get(method):
                 own = item.get("name")
                 if hide_tool is not None and method == "tools/list" and hide_tool(conn.name, str(own)):

@@ -17,6 +17,7 @@ from toolway.app import Gateway, running
 from toolway.clock import Clock, WallClock
 from toolway.config.model import GatewayConfig
 from toolway.sessions.upstream import State
+from toolway.state.backend import StateBackend
 
 __all__ = ["RunningGateway", "gateway_config", "running_gateway", "wait_for_state"]
 
@@ -54,14 +55,21 @@ async def running_gateway(
     store_dir: Path | None = None,
     clock: Clock | None = None,
     wall_clock: WallClock | None = None,
+    state_backend: StateBackend | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningGateway]:
-    """Start a gateway (from `config`, or built with `gateway_config`) and stop it on exit."""
+    """Start a gateway (from `config`, or built with `gateway_config`) and stop it on exit.
+
+    `state_backend`: a `MemoryBackend` shared by several gateways in this process acts as Redis would.
+    """
     if config is None:
         if store_dir is None:
             raise TypeError("pass a config, or servers and a store_dir")
         config = gateway_config(servers, store_dir, **overrides)
-    async with running(config, clock=clock, wall_clock=wall_clock) as (gateway, endpoints):
+    async with running(config, clock=clock, wall_clock=wall_clock, state_backend=state_backend) as (
+        gateway,
+        endpoints,
+    ):
         yield RunningGateway(gateway, endpoints.url, endpoints.admin_url, config)
 
 

@@ -266,3 +266,27 @@ def test_view_lists_are_independent_of_later_views() -> None:
     v2 = view(c, generation=2)
     v2.lists["tools/list"].append({"name": "injected"})
     assert v1.lists["tools/list"] == [{"name": "s__t"}]
+
+
+def test_a_killed_server_lists_nothing_but_still_owns_its_resources() -> None:
+    killed = conn(
+        "off",
+        catalog(
+            tools=[{"name": "t"}],
+            prompts=[{"name": "p"}],
+            resources=[{"uri": "file:///a"}],
+            templates=[{"uriTemplate": "db://{id}"}],
+        ),
+    )
+    live = conn("on", catalog(tools=[{"name": "t"}, {"name": "gone"}]))
+    v = build_view(
+        1,
+        [killed, live],  # type: ignore[list-item]
+        lambda server, tool: (server, tool) == ("on", "gone"),  # a killed tool
+        hidden_servers={"off"},
+    )
+    assert v.lists["tools/list"] == [{"name": "on__t"}]
+    assert v.lists["prompts/list"] == [] and v.lists["resources/list"] == []
+    assert v.lists["resources/templates/list"] == []
+    # A request for its resource still finds its owner, and so gets the kill switch's error.
+    assert v.owner_of("file:///a") == "off" and v.owner_of("db://7") == "off"
