@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from toolway.app import serve
 from toolway.config import ConfigError, load_config
+from toolway.lifetime import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/mcp")

@@ -59,11 +59,12 @@ import structlog
 from multidict import CIMultiDict
 from yarl import URL
 
-from toolway.app import Gateway, StartupError, _listener, _loop_factory
+from toolway.app import Gateway, StartupError
 from toolway.auth.setup import AuthSetupError, check_listen
 from toolway.config.loader import ConfigError
 from toolway.config.model import GatewayConfig
 from toolway.ingress.asgi import respond_json
+from toolway.lifetime import listener, loop_factory
 from toolway.observability import logging as tw_logging
 from toolway.protocol.errors import InvalidParams, InvalidRequest, SessionNotFound, modern_status, to_error
 from toolway.protocol.mrtr import STATE_PREFIX
@@ -371,18 +372,18 @@ async def run_worker(
         max_body = config.limits.max_body_bytes
         router = WorkerRouter(gateway.app, index, peers, max_body_bytes=max_body)
         served: list[tuple[Any, socket.socket]] = [
-            (_listener(router, drain, keepalive, max_body), public),
-            (_listener(WorkerTag(gateway.app, index), drain, keepalive, max_body), private),
+            (listener(router, drain, keepalive, max_body), public),
+            (listener(WorkerTag(gateway.app, index), drain, keepalive, max_body), private),
         ]
         if admin is not None:
-            served.append((_listener(gateway.admin_app, 1.0), admin))
+            served.append((listener(gateway.admin_app, 1.0), admin))
         tasks = [asyncio.create_task(lst._serve([sock])) for lst, sock in served]
         try:
             while not all(lst.started for lst, _ in served):
                 if any(t.done() for t in tasks):
                     raise StartupError(f"worker {index}: a listener failed to start")
                 await asyncio.sleep(0.01)
-            # As in `toolway.app.running`: keep start-up's long-lived objects out of full collections.
+            # As in `toolway.lifetime.running`: keep start-up's long-lived objects out of full collections.
             gc.collect()
             gc.freeze()
             gateway.accepting = True
@@ -426,7 +427,7 @@ def _worker_process(
         os.write(ready_fd, f"{slot.index} ready\n".encode())
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_worker(config, slot.index, (slot.public, slot.private, slot.admin), peers, ready))
     except (StartupError, ConfigError) as exc:  # ConfigError: a policy or secret file unusable
         message = " ".join(str(exc).split())

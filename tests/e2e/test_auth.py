@@ -23,8 +23,9 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
-from toolway.app import StartupError, running
+from toolway.app import StartupError
 from toolway.cli.main import app as cli
+from toolway.lifetime import running
 from toolway.testing import RunningGateway, RunningHttpUpstream, gateway_config, http_upstream, running_gateway
 from toolway.testing.issuer import LoopbackIssuer, SigningKey, running_issuer
 

@@ -85,7 +85,7 @@ def serve_command(
 
         raise typer.Exit(serve_workers(gateway, workers))
     # Imported here so the inspection commands start without the server stack.
-    from toolway.app import serve
+    from toolway.lifetime import serve
 
     raise typer.Exit(serve(gateway))
 
@@ -100,7 +100,7 @@ def stdio_command(
     if server is not None and gateway.server(server) is None:
         typer.echo(f"No server named {server!r} in {config}.", err=True)
         raise typer.Exit(2)
-    from toolway.app import serve_stdio
+    from toolway.lifetime import serve_stdio
 
     raise typer.Exit(serve_stdio(gateway, server))
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolway.app import Gateway, running
+from toolway.app import Gateway
 from toolway.clock import Clock, WallClock
 from toolway.config.model import GatewayConfig
+from toolway.lifetime import running
 from toolway.sessions.upstream import State
 from toolway.state.backend import StateBackend
 
