@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolway.auth.api_key import ApiKeys, looks_like_key
 from toolway.auth.identity import Identity
-from toolway.auth.jwt import JwtAuthenticator
 from toolway.auth.mtls import PEER_KEY, MtlsAuthenticator, PeerCertificate
 from toolway.auth.oauth import ProtectedResource
 from toolway.clock import Clock
 from toolway.config.auth import AuthConfig
 from toolway.protocol.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from toolway.auth.jwt import JwtAuthenticator
 
 
 class Authenticator:
@@ -39,11 +41,11 @@ class Authenticator:
         self.resource = ProtectedResource(config)
         self.api_keys = api_keys if "api_key" in self.schemes else None
         self._key_header = config.api_keys.header.lower() if config.api_keys.header else None
-        self.jwt = (
-            JwtAuthenticator(config.jwt, self.resource.audiences, clock=clock, wall=wall)
-            if "jwt" in self.schemes and config.jwt is not None
-            else None
-        )
+        self.jwt: JwtAuthenticator | None = None
+        if "jwt" in self.schemes and config.jwt is not None:
+            from toolway.auth.jwt import JwtAuthenticator  # PyJWT loads only when JWT is configured
+
+            self.jwt = JwtAuthenticator(config.jwt, self.resource.audiences, clock=clock, wall=wall)
         self.mtls = MtlsAuthenticator(config.mtls) if "mtls" in self.schemes and config.mtls is not None else None
 
     async def authenticate(self, headers: Mapping[str, str], tls: Mapping[str, Any] | None, path: str) -> Identity:

@@ -25,15 +25,12 @@ import jwt
 
 from toolway.auth.identity import Identity
 from toolway.auth.jwks import JwksKeys
+from toolway.auth.setup_errors import JwtConfigError
 from toolway.clock import Clock
 from toolway.config.auth import JwtConfig
 from toolway.protocol.errors import AuthenticationFailed
 
 WallClock = Callable[[], float]  # seconds since the epoch
-
-
-class JwtConfigError(Exception):
-    """A key named by the config cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from toolway.auth.identity import Identity
 from toolway.config.auth import Grant, MtlsConfig
 from toolway.protocol.errors import AuthenticationFailed
@@ -34,6 +31,10 @@ class PeerCertificate:
 
     @classmethod
     def from_der(cls, der: bytes) -> PeerCertificate:
+        # Imported here: cryptography costs ~8 MB of memory, and only TLS listeners parse certificates.
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
         cert = x509.load_der_x509_certificate(der)
         cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         try:

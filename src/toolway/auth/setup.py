@@ -14,9 +14,9 @@ from typing import Any
 from toolway.auth.api_key import ApiKeys
 from toolway.auth.authenticator import Authenticator
 from toolway.auth.identity import Identity
-from toolway.auth.jwt import JwtConfigError
 from toolway.auth.key_store import KeyStore
 from toolway.auth.scopes import Authorizer
+from toolway.auth.setup_errors import JwtConfigError
 from toolway.clock import Clock
 from toolway.config.model import GatewayConfig
 from toolway.ingress.authn import IngressAuth

@@ -23,9 +23,9 @@ import yaml
 from pydantic import ValidationError
 
 from toolway.config.policy import PolicyEntry
+from toolway.policy import RegoCompileError
 from toolway.policy.document import time_document
 from toolway.policy.engine import load_policy
-from toolway.policy.rego import RegoCompileError
 
 EXIT_ALLOW, EXIT_DENY, EXIT_USAGE = 0, 1, 2
 

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -30,8 +30,10 @@ from toolway.clock import Clock, MonotonicClock, SystemWallClock, WallClock
 from toolway.config.loader import ConfigError
 from toolway.config.policy import PolicyConfig, PolicyEntry
 from toolway.policy.document import time_document
-from toolway.policy.rego import RegoCompileError, RegoPolicy, compile_policy
-from toolway.policy.rules import compile_rules
+
+if TYPE_CHECKING:
+    from toolway.policy.rego import RegoPolicy
+from toolway.policy import RegoCompileError
 
 log = structlog.get_logger("toolway.policy")
 
@@ -80,6 +82,10 @@ def load_policy(entry: PolicyEntry) -> tuple[RegoPolicy, _Stamp | None]:
     Raises:
         RegoCompileError: the file cannot be read, or does not compile.
     """
+    # regopy loads with the first policy, not with the gateway: most gateways configure none.
+    from toolway.policy.rego import compile_policy
+    from toolway.policy.rules import compile_rules
+
     if entry.file is None:
         return compile_rules(entry), None
     path = Path(entry.file)

@@ -28,12 +28,10 @@ import orjson
 import regopy
 from regopy import rego_shared
 
+from toolway.policy import RegoCompileError
+
 _ERROR_AT = re.compile(r"\(error (\d+):")
 _ERRORMSG = re.compile(r"\(errormsg (\d+):")
-
-
-class RegoCompileError(Exception):
-    """A policy does not compile; the message names the file, the place and rego-cpp's words."""
 
 
 @dataclass(frozen=True, slots=True)
