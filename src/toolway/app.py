@@ -21,7 +21,7 @@ from toolway.admin.app import AdminApp
 from toolway.admin.servers import RegistryApi
 from toolway.admin.traffic import TrafficAdmin
 from toolway.auth.identity import Identity
-from toolway.auth.setup import AuthSetupError, GatewayAuth
+from toolway.auth.setup import AuthSetupError, GatewayAuth, admin_token
 from toolway.clock import Clock, MonotonicClock, SystemWallClock, WallClock
 from toolway.config.model import GatewayConfig, HttpServerConfig
 from toolway.ingress.security import HostOriginCheck
@@ -173,6 +173,10 @@ class Gateway:
             self.manager, self.router.dispatcher, SharedTraffic(traffic, self.manager, self.state)
         )
         self.admin_app.keys = self.auth.api_keys
+        try:
+            self.admin_app.token = admin_token(config)
+        except AuthSetupError as exc:
+            raise StartupError(str(exc)) from None
         self.admin_app.announce = self.state.announce
         if self.auth.api_keys is not None:
             KeysFollower(self.auth.api_keys, self.state)

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,11 +39,23 @@ from toolway.state.events import ChangeEvent, KeysChanged
 STORE_CHECK_SECONDS = 2.0
 
 
+# Probes and scrapers reach these without the admin token; everything else needs it when it is set.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _bearer_matches(scope: dict[str, Any], token: bytes) -> bool:
+    presented = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    scheme, _, credential = presented.partition(b" ")
+    # Constant-time comparison: the token must not leak through response timing.
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), token)
+
+
 class AdminApp:
     audit: AuditLog | None = None  # set by the composition root: serves /admin/audit
     traffic: TrafficAdmin | None = None  # set by the composition root: serves traffic control
     keys: ApiKeys | None = None  # set by the composition root when API keys are on
     registry: RegistryApi | None = None  # set by the composition root: serves the registry routes
+    token: bytes | None = None  # the admin bearer token (admin.token_env); None: open, loopback only
     announce: Callable[[ChangeEvent], Awaitable[None]] | None = None  # to the other replicas (state/shared.py)
 
     def __init__(
@@ -66,6 +79,14 @@ class AdminApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        if self.token is not None and path not in _OPEN_PATHS and not _bearer_matches(scope, self.token):
+            await respond_json(
+                send,
+                401,
+                {"error": "the admin API needs `Authorization: Bearer <token>` (admin.token_env)"},
+                [(b"www-authenticate", b'Bearer realm="toolway-admin"')],
+            )
+            return
         if path == "/healthz":
             await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":

@@ -7,6 +7,7 @@ then the gateway behaves exactly as it does without this module.
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from collections.abc import Coroutine
 from typing import Any
@@ -48,6 +49,33 @@ def check_listen(config: GatewayConfig) -> None:
             f"refusing to listen on {config.listen.host} without authentication: configure auth.schemes "
             "(docs/auth.md), or set `auth: none` to serve it unauthenticated on purpose"
         )
+    admin = config.admin
+    admin_token(config)  # a named variable that is unset fails here, before any port is bound
+    if admin.enabled and admin.token_env is None and not is_loopback(admin.host):
+        # The admin API registers servers, flips kill switches and approves tools: never open off loopback.
+        raise AuthSetupError(
+            f"refusing to serve the admin API on {admin.host} without a token: set admin.token_env to the "
+            "name of an environment variable holding one (docs/auth.md), or bind admin.host to loopback"
+        )
+
+
+MIN_ADMIN_TOKEN = 16
+
+
+def admin_token(config: GatewayConfig) -> bytes | None:
+    """The admin API's bearer token, read from the variable `admin.token_env` names; None if unset.
+
+    Raises:
+        AuthSetupError: the variable is unset or too short to be a secret.
+    """
+    name = config.admin.token_env
+    if name is None:
+        return None
+    value = os.environ.get(name, "")
+    if len(value) < MIN_ADMIN_TOKEN:
+        problem = "is not set" if not value else f"holds fewer than {MIN_ADMIN_TOKEN} characters"
+        raise AuthSetupError(f"admin.token_env: the environment variable {name} {problem}")
+    return value.encode()
 
 
 class GatewayAuth:

@@ -9,6 +9,7 @@ own exit codes: it catches `AdminError` and decides.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,8 @@ from toolway.config import ConfigError, GatewayConfig, load_config
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 DEFAULT_ADMIN = "http://127.0.0.1:8081"
+# The admin API token the CLI sends, when the gateway asks for one (admin.token_env).
+TOKEN_ENV = "TOOLWAY_ADMIN_TOKEN"
 # A listener bound to every interface is reached on loopback.
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -70,7 +73,11 @@ def request_json(base: str, method: str, path: str, body: Any = None, *, timeout
     """
     url = base + path
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get(TOKEN_ENV)
+    if token:  # the gateway's admin.token_env (docs/auth.md)
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer: Any = json.loads(response.read() or b"{}")

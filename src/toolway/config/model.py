@@ -40,6 +40,10 @@ class Admin(_Model):
     enabled: bool = True
     # /readyz answers 503 until at least this many servers are connected.
     min_healthy_upstreams: int = Field(default=0, ge=0)
+    # The environment variable holding the admin API's bearer token. Set: every /admin/* and
+    # /v0.1/* request on the admin port must send `Authorization: Bearer <token>` (/healthz,
+    # /readyz and /metrics stay open for probes and scrapers). Required off loopback.
+    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Timeouts(_Model):
