@@ -53,7 +53,8 @@ def test_unknown_key_of_an_auto_server_lists_the_http_fields() -> None:
         "toolway.yaml: servers.0.comand: unknown field;"
         " expected one of: affinity, balance, breaker, credentials, description, enabled, endpoints, era,"
         " forward_headers, headers, health, keepalive_seconds, log_payloads, name, outlier_detection, owner,"
-        " pinning, pool, reconnect, refresh_seconds, retries, sharing, tags, timeouts, tls, transport, url, version"
+        " pinning, pool, reconnect, refresh_seconds, retries, sharing, tags, timeouts, tls, tool_timeouts,"
+        " transport, url, version"
     )
 
 

@@ -119,6 +119,34 @@ async def test_slow_upstream_times_out_without_stalling_others(tmp_path: Path) -
             assert who.content[0].text == "slowpoke"  # type: ignore[union-attr]
 
 
+async def test_a_tool_can_have_deadlines_of_its_own(tmp_path: Path) -> None:
+    # `strict` gives `slow` half a second inside a patient server; `patient` gives `slow` longer
+    # than its own short deadline. Each `slow` call follows its tool's deadline, not the server's.
+    servers = [
+        {
+            "name": "strict",
+            "transport": "stdio",
+            "command": stdio_upstream_command("strict"),
+            "timeouts": {"call": 30},
+            "tool_timeouts": {"slow": {"call": 0.5}},
+        },
+        {
+            "name": "patient",
+            "transport": "stdio",
+            "command": stdio_upstream_command("patient"),
+            "timeouts": {"call": 0.5},
+            "tool_timeouts": {"slow": {"call": 30}},
+        },
+    ]
+    async with running_gateway(servers=servers, store_dir=tmp_path) as gw:
+        async with Client(gw.url, mode="2026-07-28") as client:
+            with pytest.raises(MCPError) as info:
+                await client.call_tool("strict__slow", {"seconds": 30})
+            assert info.value.error.code == -32001 and "0.5s" in info.value.error.message
+            done = await client.call_tool("patient__slow", {"seconds": 1})
+            assert done.content[0].text == "done"  # type: ignore[union-attr]
+
+
 async def test_shutdown_drains_in_flight_calls_and_stops_children(tmp_path: Path) -> None:
     servers = [{"name": "gamma", "transport": "stdio", "command": stdio_upstream_command("gamma")}]
     body = {

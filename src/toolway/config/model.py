@@ -57,6 +57,14 @@ class Timeouts(_Model):
     progress_max: float | None = Field(default=None, gt=0)
 
 
+class ToolTimeouts(_Model):
+    """One tool's deadlines, over its server's `timeouts` (unset fields keep the server's)."""
+
+    call: float | None = Field(default=None, gt=0)
+    first_byte: float | None = Field(default=None, gt=0)
+    progress_max: float | None = Field(default=None, gt=0)
+
+
 class Reconnect(_Model):
     """Back-off between attempts to reach a server that is down: doubles up to `max`."""
 
@@ -82,6 +90,8 @@ class _ServerBase(RoutingFields):  # balance, affinity, breaker, retries, ... (c
     name: str = Field(pattern=SERVER_NAME_PATTERN, max_length=64)
     enabled: bool = True
     timeouts: Timeouts = Timeouts()
+    # Per tool (its upstream name, without the server prefix): a slow report tool gets longer.
+    tool_timeouts: dict[str, ToolTimeouts] = {}
     reconnect: Reconnect = Reconnect()
     # MCP ping to a handshake-era server after this many quiet seconds (keeps idle sessions alive).
     keepalive_seconds: float = Field(default=30.0, gt=0)

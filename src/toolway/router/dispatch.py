@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from toolway.clock import Clock, MonotonicClock
+from toolway.config.model import Timeouts
 from toolway.observability.events import Events, RetryScheduled
 from toolway.pipeline.context import Call
 from toolway.protocol.errors import (
@@ -60,6 +61,16 @@ class _Plan:
         self.key_kind, self.key_name = kind, name
         self.versions = tuple(r.version for r in pool.replicas)
         self.split = len(set(self.versions)) > 1
+        # Each tool's deadlines merged over the server's once, not per call.
+        self.timeouts = config.timeouts
+        self.tool_timeouts = {
+            tool: config.timeouts.model_copy(update=overrides.model_dump(exclude_none=True))
+            for tool, overrides in config.tool_timeouts.items()
+        }
+
+    def limits(self, tool: str | None) -> Timeouts:
+        """The deadlines of a call to `tool` (the server's, unless `tool_timeouts` names it)."""
+        return self.tool_timeouts.get(tool, self.timeouts) if tool is not None else self.timeouts
 
     def key(self, call: Call, params: Mapping[str, Any] | None) -> str | None:
         """The consistent-hash key of this call, or None when it has none."""
@@ -121,9 +132,10 @@ class Dispatcher:
         if session is not None:
             pin = self.affinity.get(session, pool.name)
             if pin is not None:
-                return await self._pinned(plan, call, params, headers, session, pin)
+                return await self._pinned(plan, call, params, headers, session, pin, plan.limits(tool))
         safe = plan.retry.safe(call.method, tool, pool.catalog)
-        budget = pool.config.timeouts.call
+        limits = plan.limits(tool)
+        budget = limits.call
         started = self._clock.now()
         tried: set[str] = set()
         attempt = 0
@@ -133,7 +145,8 @@ class Dispatcher:
             if session is not None:
                 self.affinity.pin(session, pool.name, replica.id, replica.epoch)
             try:
-                return await self._attempt(replica, call, params, headers, budget - (self._clock.now() - started))
+                left = budget - (self._clock.now() - started)
+                return await self._attempt(replica, call, params, headers, left, limits)
             except UpstreamError as exc:
                 exc.retryable = exc.retryable or (safe and exc.kind in RETRIED_KINDS)
                 if not plan.retry.should_retry(exc, safe, attempt) or not self._worth_another(plan, replica, tried):
@@ -167,6 +180,7 @@ class Dispatcher:
         params: dict[str, Any] | None,
         headers: dict[str, str] | None,
         timeout: float,  # noqa: ASYNC109 - what is left of the call's deadline
+        limits: Timeouts,
     ) -> dict[str, Any]:
         breaker = replica.breaker
         if not breaker.allow():
@@ -182,6 +196,7 @@ class Dispatcher:
                 sink=call.sink,
                 log_level=call.log_level,
                 timeout=timeout,
+                limits=limits,
             )
         except UpstreamError as exc:
             if exc.kind in _REPLICA_FAULTS:
@@ -254,13 +269,14 @@ class Dispatcher:
         headers: dict[str, str] | None,
         session: str,
         pin: tuple[str, int],
+        limits: Timeouts,
     ) -> dict[str, Any]:
         pool = plan.pool
         replica = pool.replica(pin[0])
         if replica is None or replica.conn.state is not State.READY or replica.epoch != pin[1]:
             raise self._gone(pool, session, pin[0])
         try:
-            return await self._attempt(replica, call, params, headers, pool.config.timeouts.call)
+            return await self._attempt(replica, call, params, headers, limits.call, limits)
         except UpstreamError as exc:
             if replica.conn.state is not State.READY or replica.epoch != pin[1]:
                 raise self._gone(pool, session, pin[0]) from exc

@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 
 from toolway.clock import Clock
-from toolway.config.model import HttpServerConfig, StdioServerConfig
+from toolway.config.model import HttpServerConfig, StdioServerConfig, Timeouts
 from toolway.pipeline.context import Sink
 from toolway.protocol.errors import (
     UpstreamConnectionLost,
@@ -174,11 +174,13 @@ class UpstreamConnection:
         sink: Sink | None = None,
         log_level: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - what is left of the caller's budget
+        limits: Timeouts | None = None,
     ) -> dict[str, Any]:
         """Call the server within its deadline. `sink` carries what the server sends meanwhile.
 
-        The deadline is `timeout` (else `timeouts.call`), with the first-byte phase and
-        renewal by progress of `timeouts` (see `sessions/deadline.py`).
+        The deadline is `timeout` (else `limits.call`), with the first-byte phase and renewal by
+        progress of `limits` (see `sessions/deadline.py`); `limits` defaults to the server's
+        `timeouts` (the dispatcher passes a tool's own, `tool_timeouts`).
 
         Raises:
             UpstreamUnavailable: the server is down (the request was not sent);
@@ -190,7 +192,7 @@ class UpstreamConnection:
         """
         client = await self._ready_client()
         msg_id = client.next_id()
-        limits = self.config.timeouts
+        limits = limits or self.config.timeouts
         total = limits.call if timeout is None else timeout
         loop_start = asyncio.get_running_loop().time()
         first = WatchedSink.first_deadline(loop_start, total, limits.first_byte)
