@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from toolway.registry.store import StoreError, cause, open_engine
+from toolway.registry.store import Tables
 
 KEY_PREFIX = "twk_"
 
@@ -82,26 +78,8 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
-class KeyStore:
+class KeyStore(Tables):
     """The `api_keys` table; open with `open`, end with `close`. Every method raises `StoreError`."""
-
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self._engine = engine
-        self._url = url
-
-    @classmethod
-    async def open(cls, url: str) -> KeyStore:
-        """Connect to the store at ``url`` (its schema, this table included, migrated: 0003_api_keys)."""
-        return cls(await open_engine(url), url)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._engine.dispose()
 
     async def create(
         self,
@@ -133,13 +111,13 @@ class KeyStore:
 
     async def all(self) -> list[ApiKeyRecord]:
         """Every key, revoked ones included, oldest first."""
-        async with self._transaction("list API keys") as conn:
+        async with self._transaction("list API keys", write=False) as conn:
             rows = (await conn.execute(api_keys.select().order_by(api_keys.c.created_at))).mappings().all()
         return [_record(row) for row in rows]
 
     async def active(self) -> list[ApiKeyRecord]:
         """Keys not revoked (expiry is checked per request, against the clock)."""
-        async with self._transaction("load API keys") as conn:
+        async with self._transaction("load API keys", write=False) as conn:
             rows = (await conn.execute(api_keys.select().where(api_keys.c.revoked_at.is_(None)))).mappings().all()
         return [_record(row) for row in rows]
 
@@ -153,14 +131,6 @@ class KeyStore:
         async with self._transaction("revoke an API key") as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
-
-    @asynccontextmanager
-    async def _transaction(self, action: str) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
 
 def _columns(record: ApiKeyRecord) -> dict[str, Any]:

@@ -17,17 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from toolway.registry.store import StoreError, cause, open_engine
+from toolway.registry.store import Tables
 
 GENESIS = "0" * 64  # the "previous hash" of the first row
 _PAGE = 1000
@@ -122,33 +119,14 @@ def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
 _ENTRY_FIELDS = tuple(AuditEntry.__dataclass_fields__)
 
 
-class AuditStore:
+class AuditStore(Tables):
     """The audit table; open with :meth:`open`, end with :meth:`close`. Every method raises `StoreError`."""
-
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self._engine = engine
-        self._url = url
-
-    @classmethod
-    async def open(cls, url: str) -> AuditStore:
-        """Connect to the store at ``url`` (its schema, the audit table included, migrated)."""
-        engine = await open_engine(url)
-        return cls(engine, url)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._engine.dispose()
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
         """Add ``entries`` to the end of the chain, in order, in one transaction."""
         if not entries:
             return
-        async with self._transaction("append audit records", write=True) as conn:
+        async with self._transaction("append audit records") as conn:
             if conn.dialect.name == "postgresql":
                 # PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE: one appender at a time.
                 await conn.execute(sa.text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
@@ -179,7 +157,7 @@ class AuditStore:
         stmt = stmt.order_by(audit_log.c.id.desc())
         if limit is not None:
             stmt = stmt.limit(limit)
-        async with self._transaction("query the audit log") as conn:
+        async with self._transaction("query the audit log", write=False) as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_row(r) for r in reversed(rows)]
 
@@ -190,7 +168,7 @@ class AuditStore:
             stmt = audit_log.select().where(audit_log.c.id > last).order_by(audit_log.c.id).limit(_PAGE)
             if since is not None:
                 stmt = stmt.where(audit_log.c.at >= since)
-            async with self._transaction("read the audit log") as conn:
+            async with self._transaction("read the audit log", write=False) as conn:
                 page = (await conn.execute(stmt)).mappings().all()
             for mapping in page:
                 yield _row(mapping)
@@ -214,17 +192,6 @@ class AuditStore:
                 return count, ChainBreak(last_id, reason)
             prev, last_id, count = row.hash, row.id, count + 1
         return count, None
-
-    @asynccontextmanager
-    async def _transaction(self, action: str, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.connect() as conn:
-                if write:
-                    conn = await conn.execution_options(toolway_write=True)
-                async with conn.begin():
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
 
 def _chained_rows(prev: str, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:

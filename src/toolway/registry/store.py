@@ -95,29 +95,63 @@ def async_url(url: str) -> str:
     raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
-class Store:
-    """Async access to the registry tables; open with :meth:`open`, end with :meth:`close`."""
+class Tables:
+    """What every group of store tables shares: one engine, and transactions whose failures
+    name the action and the store. Open with :meth:`open`, end with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine, url: str, now: Callable[[], datetime]) -> None:
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
         self._engine = engine
         self._url = url
-        self._now = now
 
     @classmethod
-    async def open(cls, url: str, *, now: Callable[[], datetime] = _utcnow) -> Store:
-        """Connect to ``url``, creating the SQLite file's directory and the tables if missing.
-
-        ``now`` returns the aware UTC time stamped on writes (tests pass a fixed clock).
-        Raises :class:`StoreError` naming the URL and the cause.
-        """
-        engine = await open_engine(url)
-        return cls(engine, url, now)
+    async def open(cls, url: str) -> Self:
+        """Connect to the store at ``url``, its schema migrated. Raises :class:`StoreError`."""
+        return cls(await open_engine(url), url)
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(
+        self, action: str, *, write: bool = True, lock: str | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        # A write transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE): one that
+        # read first and then wrote would fail at once ("database is locked") rather than wait
+        # its turn behind another writer (the audit writer, another worker).
+        try:
+            async with self._engine.connect() as conn:
+                if write:
+                    conn = await conn.execution_options(toolway_write=True)
+                async with conn.begin():
+                    if lock is not None:
+                        await lock_key(conn, lock)
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
+
+
+class Store(Tables):
+    """Async access to the registry tables; open with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, url: str, now: Callable[[], datetime] = _utcnow) -> None:
+        super().__init__(engine, url)
+        self._now = now
+
+    @classmethod
+    async def open(cls, url: str, *, now: Callable[[], datetime] = _utcnow) -> Self:
+        """Connect to ``url``, creating the SQLite file's directory and the tables if missing.
+
+        ``now`` returns the aware UTC time stamped on writes (tests pass a fixed clock).
+        Raises :class:`StoreError` naming the URL and the cause.
+        """
+        return cls(await open_engine(url), url, now)
 
     async def record_server(self, record: ServerRecord) -> None:
         """Replace the row for ``record.name`` and all its tools in one transaction.
@@ -239,32 +273,10 @@ class Store:
         """The store's clock for write time stamps."""
         return self._now
 
-    async def close(self) -> None:
-        """Release the connection pool."""
-        await self._engine.dispose()
-
     @staticmethod
     async def _select_tools(conn: AsyncConnection) -> list[ToolRecord]:
         result = await conn.execute(_tools.select().order_by(_tools.c.server, _tools.c.name))
         return [ToolRecord(**row) for row in result.mappings().all()]
-
-    @asynccontextmanager
-    async def _transaction(
-        self, action: str, *, write: bool = True, lock: str | None = None
-    ) -> AsyncIterator[AsyncConnection]:
-        # A write transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE): one that
-        # read first and then wrote would fail at once ("database is locked") rather than wait
-        # its turn behind another writer (the audit writer, another worker).
-        try:
-            async with self._engine.connect() as conn:
-                if write:
-                    conn = await conn.execution_options(toolway_write=True)
-                async with conn.begin():
-                    if lock is not None:
-                        await lock_key(conn, lock)
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {action} in the store at {self._url}: {cause(exc)}") from None
 
 
 async def lock_key(conn: AsyncConnection, key: str) -> None:
